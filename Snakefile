@@ -1,0 +1,31 @@
+# overtrain: pretraining budget → fine-tuning → perturbation → evaluation → tables and figures.
+# Run the embedded default with `snakemake --cores all`; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile that defines models is a complete study: the default is not merged under it.
+if "models" not in config:
+
+    configfile: "config.yaml"
+
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        METRICS,
+        FIGURES,

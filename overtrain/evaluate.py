@@ -1,0 +1,158 @@
+"""Evaluation through lm-evaluation-harness.
+
+One call evaluates one model variant on all its tasks. Our synthetic tasks are lm-eval task
+YAMLs over local JSONL files (written at run time with absolute paths, since lm-eval resolves
+relative `data_files` against the working directory); named lm-eval tasks are used as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+# Our synthetic tasks: name → (data file key, lm-eval output type, metrics).
+SYNTHETIC_TASKS = {
+    "synth_pretrain_ppl": ("pretrain_heldout", "loglikelihood_rolling", ["word_perplexity"]),
+    "synth_ft_ppl": ("ft_heldout", "loglikelihood_rolling", ["word_perplexity"]),
+    "synth_ft_mc": ("ft_mc", "multiple_choice", ["acc", "acc_norm"]),
+}
+
+
+def task_yaml(name: str, data_file: str | Path) -> str:
+    """The lm-eval task definition of a synthetic task over a local JSONL file."""
+    key, output_type, metrics = SYNTHETIC_TASKS[name]
+    lines = [
+        f"task: {name}",
+        "dataset_path: json",
+        "dataset_kwargs:",
+        "  data_files:",
+        f"    test: {Path(data_file).resolve()}",
+        "test_split: test",
+        f"output_type: {output_type}",
+    ]
+    if output_type == "loglikelihood_rolling":
+        lines += ['doc_to_text: ""', 'doc_to_target: "{{text}}"']
+    else:
+        lines += [
+            'doc_to_text: "{{context}}"',
+            'doc_to_choice: "{{choices}}"',
+            "doc_to_target: gold",
+            'target_delimiter: " "',
+        ]
+    lines.append("metric_list:")
+    for m in metrics:
+        higher = "false" if "perplexity" in m else "true"
+        agg = "weighted_perplexity" if m == "word_perplexity" else "mean"
+        lines += [f"  - metric: {m}", f"    aggregation: {agg}", f"    higher_is_better: {higher}"]
+    lines += ["metadata:", "  version: 1.0", ""]
+    return "\n".join(lines)
+
+
+def tidy_results(results: dict, splits: dict[str, str]) -> list[dict]:
+    """lm-eval's results dict → rows (eval_task, split, metric, value), sorted.
+
+    Stderr entries are dropped; a rolling perplexity also yields our `loss` = ln(word_perplexity),
+    the mean per-token negative log-likelihood in nats (one word is one token here).
+    """
+    rows = []
+    for task, split in splits.items():
+        if task not in results:
+            raise KeyError(f"lm-eval returned no results for task {task!r}")
+        for key, value in results[task].items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric, _filter = key.split(",", 1)
+            rows.append({"eval_task": task, "split": split, "metric": metric, "value": float(value)})
+            if metric == "word_perplexity":
+                rows.append(
+                    {"eval_task": task, "split": split, "metric": "loss", "value": math.log(value)}
+                )
+    return sorted(rows, key=lambda r: (r["split"], r["eval_task"], r["metric"]))
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    splits: dict[str, str],
+    data_files: dict[str, str | Path],
+    *,
+    limit: int | None,
+    batch_size: int | str = 64,
+    max_length: int | None = None,
+) -> list[dict]:
+    """Run lm-eval once over every task in `splits` (task → id | ood | pretrain).
+
+    Synthetic tasks need their JSONL in `data_files` (keyed as in SYNTHETIC_TASKS); any other
+    name is looked up among lm-eval's own tasks.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    synthetic = [t for t in splits if t in SYNTHETIC_TASKS]
+    named = [t for t in splits if t not in SYNTHETIC_TASKS]
+    if not named:
+        # Nothing to fetch: keep datasets' json builder from phoning home.
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="overtrain-tasks-") as task_dir:
+        for name in synthetic:
+            key = SYNTHETIC_TASKS[name][0]
+            if key not in data_files:
+                raise KeyError(f"task {name} needs the data file {key!r}")
+            Path(task_dir, f"{name}.yaml").write_text(task_yaml(name, data_files[key]))
+        manager = TaskManager(include_path=task_dir if synthetic else None, include_defaults=bool(named))
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=list(splits),
+            task_manager=manager,
+            limit=limit,
+            log_samples=False,
+            bootstrap_iters=0,
+            random_seed=0,
+            numpy_random_seed=0,
+            torch_random_seed=0,
+            fewshot_random_seed=0,
+        )
+    return tidy_results(out["results"], splits)
+
+
+def evaluate_variant(
+    out_json: str | Path,
+    checkpoint_dir: str | Path,
+    labels: dict,
+    *,
+    finetuned_dir: str | Path | None,
+    perturbation: dict | None,
+    splits: dict[str, str],
+    data_files: dict[str, str | Path],
+    limit: int | None,
+    batch_size: int | str,
+    max_length: int | None,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Load one variant, evaluate it on every task, write {labels, tokens, rows} atomically."""
+    import json
+
+    from overtrain.atomic import atomic_write_json
+    from overtrain.models import load_variant, package_versions
+
+    meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
+    model, tokenizer = load_variant(
+        checkpoint_dir, finetuned_dir, perturbation, trust_remote_code=trust_remote_code
+    )
+    rows = evaluate_model(
+        model,
+        tokenizer,
+        splits,
+        data_files,
+        limit=limit,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    result = {**labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
+    atomic_write_json(out_json, result)
+    return result

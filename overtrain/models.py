@@ -1,0 +1,145 @@
+"""Building, saving and loading the models every stage works on.
+
+All stages load a model variant the same way (`load_variant`): a checkpoint directory, optionally
+replaced by a fine-tuned directory, optionally perturbed in memory. Weights come from
+safetensors only and remote code stays off unless the caller opts in.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+
+from overtrain.atomic import atomic_directory, atomic_write_json
+
+VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "datasets", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded in every output's metadata, so a number can be traced to its stack."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def set_threads(threads: int) -> None:
+    """Pin intra-op threads: the same seed and thread count give bit-identical results on CPU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def make_llama(
+    vocab_size: int,
+    hidden: int,
+    layers: int,
+    heads: int,
+    intermediate: int,
+    max_len: int,
+    init_std: float,
+    seed: int,
+    bos_id: int = 1,
+    eos_id: int = 2,
+    pad_id: int = 0,
+):
+    """A freshly initialised Llama-family causal LM with untied embeddings."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_len,
+        tie_word_embeddings=False,
+        initializer_range=init_std,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def save_model(
+    model, tokenizer, out_dir: str | Path, meta: dict, extra_files: dict[str, str] | None = None
+) -> None:
+    """Save model (safetensors) + tokenizer + meta.json (+ text files) into `out_dir`, atomically."""
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "meta.json", {**meta, "versions": package_versions()})
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+
+
+def require_safetensors(model_dir: str | Path) -> None:
+    """Refuse directories that only carry pickled weights: unpickling can run arbitrary code."""
+    d = Path(model_dir)
+    if any(d.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in d.glob("*.bin")) + sorted(p.name for p in d.glob("*.pt"))
+    raise ValueError(
+        f"{d}: no *.safetensors weights found"
+        + (f" (only pickled files {pickled})" if pickled else "")
+        + ". overtrain loads weights from safetensors only; convert the checkpoint to "
+        "safetensors (e.g. save_pretrained(safe_serialization=True)) before using it."
+    )
+
+
+def load_model(model_dir: str | Path, trust_remote_code: bool = False, dtype: str = "float32"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    require_safetensors(model_dir)
+    return AutoModelForCausalLM.from_pretrained(
+        str(model_dir),
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+        dtype=getattr(torch, dtype),
+    )
+
+
+def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+
+
+def load_variant(
+    checkpoint_dir: str | Path,
+    finetuned_dir: str | Path | None = None,
+    perturbation: dict | None = None,
+    trust_remote_code: bool = False,
+):
+    """The one way to get (model, tokenizer) for a variant.
+
+    `perturbation` is applied in memory (see overtrain.perturb.apply), so perturbed copies are
+    never written: at OLMo scale each copy would be gigabytes.
+    """
+    source = finetuned_dir or checkpoint_dir
+    model = load_model(source, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
+    if perturbation:
+        from overtrain.perturb import apply
+
+        apply(model, perturbation)
+    model.eval()
+    return model, tokenizer
+
+
+def n_parameters(model, non_embedding: bool = False) -> int:
+    total = sum(p.numel() for p in model.parameters())
+    if non_embedding:
+        total -= model.get_input_embeddings().weight.numel()
+        total -= model.get_output_embeddings().weight.numel()
+    return total

@@ -1,0 +1,54 @@
+"""Weight perturbations, applied in memory at evaluation time.
+
+Gaussian noise (Springer et al. 2025, §3.3): θ̃ = θ + ε with ε ~ N(0, γ²Σ), Σ the covariance of
+the initialisation. With i.i.d. normal init of std σ_init this is θ + γ·σ_init·N(0, 1) on every
+parameter that was drawn from that init: all weight matrices (token embeddings, attention and MLP
+projections, LM head). Norm gains (initialised to 1, not drawn) and biases are left untouched.
+σ_init is the model config's `initializer_range` (the std Hugging Face used to initialise it) or an
+explicit value; the noise for seed s is the same on every run.
+"""
+
+from __future__ import annotations
+
+import re
+
+PERTURBATION_PATTERN = re.compile(r"^gauss-g(?P<gamma>[0-9.e+-]+)-s(?P<seed>[0-9]+)$")
+
+
+def perturbation_id(gamma: float, seed: int) -> str:
+    return f"gauss-g{gamma:g}-s{seed}"
+
+
+def parse_perturbation(pert_id: str) -> dict:
+    """'gauss-g0.1-s0' → {'kind': 'gaussian', 'gamma': 0.1, 'seed': 0}."""
+    m = PERTURBATION_PATTERN.match(pert_id)
+    if not m:
+        raise ValueError(f"unknown perturbation id {pert_id!r}; expected gauss-g<gamma>-s<seed>")
+    return {"kind": "gaussian", "gamma": float(m["gamma"]), "seed": int(m["seed"])}
+
+
+def perturbed_parameter_names(model) -> list[str]:
+    """Parameters drawn from the normal init: every tensor with ≥ 2 dimensions."""
+    return [n for n, p in model.named_parameters() if p.dim() >= 2]
+
+
+def gaussian_(model, gamma: float, seed: int, sigma_init: float | None = None) -> float:
+    """Add γ·σ_init·N(0,1) noise to the weight matrices in place; returns the σ_init used."""
+    import torch
+
+    sigma = sigma_init if sigma_init is not None else model.config.initializer_range
+    generator = torch.Generator().manual_seed(seed)
+    names = set(perturbed_parameter_names(model))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in names:
+                noise = torch.randn(p.shape, generator=generator, dtype=torch.float32)
+                p.add_(noise.to(device=p.device, dtype=p.dtype) * (gamma * sigma))
+    return sigma
+
+
+def apply(model, perturbation: dict) -> None:
+    if perturbation["kind"] == "gaussian":
+        gaussian_(model, perturbation["gamma"], perturbation["seed"], perturbation.get("sigma_init"))
+    else:
+        raise ValueError(f"unknown perturbation kind {perturbation['kind']!r}; allowed: gaussian")

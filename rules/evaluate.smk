@@ -1,0 +1,74 @@
+EVAL_PARAMS = {
+    "code": code_version("evaluate", "models", "perturb"),
+    "splits": SPLITS,
+    "limit": config["evaluate"]["limit"],
+    "batch_size": config["evaluate"]["batch_size"],
+    "max_length": SEQ_LEN,
+}
+
+
+rule evaluate_base:
+    input:
+        unpack(lambda w: EVAL_DATA),
+        checkpoint=CHECKPOINT,
+    output:
+        f"{R}/evals/{{model}}/{{ckpt}}/base.json",
+    params:
+        **EVAL_PARAMS,
+    log:
+        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/base.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/base.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 30 * attempt,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_finetuned:
+    input:
+        unpack(lambda w: EVAL_DATA),
+        checkpoint=CHECKPOINT,
+        finetuned=FINETUNED,
+    output:
+        f"{R}/evals/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.json",
+    params:
+        **EVAL_PARAMS,
+    log:
+        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 30 * attempt,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_perturbed:
+    input:
+        unpack(lambda w: EVAL_DATA),
+        checkpoint=CHECKPOINT,
+    output:
+        f"{R}/evals/{{model}}/{{ckpt}}/{{pert}}.json",
+    params:
+        **EVAL_PARAMS,
+    log:
+        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/{{pert}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/{{pert}}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 30 * attempt,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,27 @@
+rule figures:
+    input:
+        METRICS,
+    output:
+        **{
+            f"{name}_png": report(
+                f"{R}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURE_NAMES
+        },
+        **{f"{name}_pdf": f"{R}/figures/{name}.pdf" for name in FIGURE_NAMES},
+    params:
+        code=code_version("plots", "analysis"),
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCH}/figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/figures.py"

@@ -1,0 +1,28 @@
+rule finetune:
+    input:
+        checkpoint=CHECKPOINT,
+        data=lambda w: FT_DATA[w.task],
+    output:
+        directory(FINETUNED),
+    params:
+        code=code_version("train", "models"),
+        # the grid keys (tasks, learning rates, seeds) are wildcards: growing the grid
+        # must not rerun the fine-tunes already done
+        finetune={
+            k: v
+            for k, v in config["finetune"].items()
+            if k not in ("tasks", "learning_rates", "seeds")
+        },
+        max_len=SEQ_LEN,
+    log:
+        f"{LOGS}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 30 * attempt,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,37 @@
+from _job import start
+
+start(snakemake)
+
+from overtrain import evaluate, models  # noqa: E402
+from overtrain.config import parse_run_id  # noqa: E402
+from overtrain.perturb import parse_perturbation  # noqa: E402
+
+w = snakemake.wildcards
+labels = {"model": w.model, "ckpt": w.ckpt, "variant": "base"}
+finetuned, perturbation = None, None
+if "run" in w.keys():
+    lr, seed = parse_run_id(w.run)
+    labels.update(variant="finetuned", ft_task=w.task, lr=lr, seed=seed)
+    finetuned = snakemake.input.finetuned
+elif "pert" in w.keys():
+    perturbation = parse_perturbation(w.pert)
+    labels.update(
+        variant="perturbed",
+        perturbation=perturbation["kind"],
+        gamma=perturbation["gamma"],
+        seed=perturbation["seed"],
+    )
+models.set_threads(snakemake.threads)
+data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
+evaluate.evaluate_variant(
+    snakemake.output[0],
+    snakemake.input.checkpoint,
+    labels,
+    finetuned_dir=finetuned,
+    perturbation=perturbation,
+    splits=snakemake.params.splits,
+    data_files=data,
+    limit=snakemake.params.limit,
+    batch_size=snakemake.params.batch_size,
+    max_length=snakemake.params.max_length,
+)

@@ -1,0 +1,57 @@
+import json
+
+import pandas as pd
+import pytest
+
+from overtrain import analysis
+from overtrain.plots import format_tokens
+
+
+def write_eval(path, **labels):
+    rows = [
+        {"eval_task": "synth_pretrain_ppl", "split": "pretrain", "metric": "loss", "value": labels.pop("pt")},
+        {"eval_task": "synth_ft_mc", "split": "id", "metric": "acc", "value": 0.5},
+    ]
+    path.write_text(json.dumps({**labels, "rows": rows}))
+    return path
+
+
+def test_metrics_table_follows_the_contract(tmp_path):
+    files = [
+        write_eval(tmp_path / "a.json", model="m", ckpt="tok2", tokens=2000, variant="base", pt=2.0),
+        write_eval(tmp_path / "b.json", model="m", ckpt="tok1", tokens=1000, variant="base", pt=3.0),
+        write_eval(tmp_path / "c.json", model="m", ckpt="tok1", tokens=1000, variant="finetuned", ft_task="synth_ft", lr=1e-3, seed=0, pt=3.5),
+        write_eval(tmp_path / "d.json", model="m", ckpt="tok1", tokens=1000, variant="perturbed", perturbation="gaussian", gamma=0.1, seed=0, pt=3.2),
+    ]
+    df = analysis.metrics_table(files)
+    assert list(df.columns) == analysis.METRIC_COLUMNS
+    assert len(df) == 8
+    assert df["tokens"].tolist()[:6] == [1000] * 6  # sorted by tokens, then variant
+    assert df["variant"].tolist()[:6] == ["base"] * 2 + ["finetuned"] * 2 + ["perturbed"] * 2
+    base = df[df["variant"] == "base"]
+    assert base["lr"].isna().all() and base["gamma"].isna().all() and base["seed"].isna().all()
+    out = tmp_path / "metrics.csv"
+    analysis.write_csv(df, out)
+    back = pd.read_csv(out)
+    assert list(back.columns) == analysis.METRIC_COLUMNS
+    assert ",base,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
+
+    summary = analysis.pretrain_loss_by_variant(df)
+    row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "noise γ=0.1")]
+    assert row["increase"].item() == pytest.approx(0.2)
+    row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "fine-tune lr=0.001")]
+    assert row["increase"].item() == pytest.approx(0.5)
+
+
+def test_unknown_variant_is_rejected(tmp_path):
+    f = write_eval(tmp_path / "x.json", model="m", ckpt="c", tokens=1, variant="weird", pt=1.0)
+    with pytest.raises(ValueError, match="unknown variants"):
+        analysis.metrics_table([f])
+
+
+@pytest.mark.parametrize(
+    "n,label",
+    [(124928, "125K"), (249856, "250K"), (999424, "1M"), (3999744, "4M"), (2.303e12, "2.3T"), (84e9, "84B"), (500, "500")],
+)
+def test_token_labels(n, label):
+    assert format_tokens(n) == label

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from overtrain import models, perturb
+
+
+def tiny(seed=0):
+    return models.make_llama(40, hidden=32, layers=2, heads=4, intermediate=64, max_len=16, init_std=0.1, seed=seed)
+
+
+def test_noise_statistics_and_scope():
+    base, noisy = tiny(), tiny()
+    sigma = perturb.gaussian_(noisy, gamma=0.5, seed=3)
+    assert sigma == pytest.approx(0.1)  # the config's initializer_range
+    changed = set(perturb.perturbed_parameter_names(noisy))
+    assert "model.embed_tokens.weight" in changed and "lm_head.weight" in changed
+    for (name, p0), (_, p1) in zip(base.named_parameters(), noisy.named_parameters()):
+        diff = (p1 - p0).detach().flatten()
+        if name in changed:
+            z = diff / (0.5 * 0.1)
+            assert abs(z.mean().item()) < 0.1
+            assert z.std().item() == pytest.approx(1.0, rel=0.1)
+        else:  # norm gains are not drawn from the init and stay untouched
+            assert p0.dim() == 1 and torch.equal(p0, p1)
+
+
+def test_noise_is_deterministic_per_seed():
+    a, b, c = tiny(), tiny(), tiny()
+    perturb.gaussian_(a, 0.2, seed=1)
+    perturb.gaussian_(b, 0.2, seed=1)
+    perturb.gaussian_(c, 0.2, seed=2)
+    wa, wb, wc = (m.lm_head.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_explicit_sigma_and_ids():
+    a, b = tiny(), tiny()
+    perturb.apply(b, {"kind": "gaussian", "gamma": 1.0, "seed": 0, "sigma_init": 0.02})
+    d = (b.lm_head.weight - a.lm_head.weight).std().item()
+    assert d == pytest.approx(0.02, rel=0.1)
+    assert perturb.parse_perturbation("gauss-g0.1-s3") == {"kind": "gaussian", "gamma": 0.1, "seed": 3}
+    assert perturb.perturbation_id(0.1, 3) == "gauss-g0.1-s3"
+    with pytest.raises(ValueError, match="expected"):
+        perturb.parse_perturbation("noise-0.1")

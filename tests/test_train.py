@@ -1,0 +1,91 @@
+import csv
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from overtrain import corpus, train
+
+ARCH = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "init_std": 0.144}
+OPT = {"lr": 3e-3, "weight_decay": 1.0, "betas": [0.9, 0.95], "schedule": "wsd", "warmup_steps": 100, "decay_fraction": 0.2, "grad_clip": 1.0}
+
+
+@pytest.fixture(scope="module")
+def lang_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    lang = corpus.build_language(topics=8, seed=3)
+    corpus.save_language(lang, d / "language.npz")
+    corpus.build_tokenizer(lang, d / "tok")
+    paths = corpus.write_task_data(lang, d, 32, 16, 40, seed=3)
+    return d, paths
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def pretrain(d, out, budget, **kw):
+    return train.pretrain(d / "language.npz", d / "tok", out, budget_tokens=budget, architecture=ARCH,
+                          optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1, **kw)
+
+
+def test_pretrain_is_deterministic_and_complete(lang_files, tmp_path):
+    d, _ = lang_files
+    torch.set_num_threads(1)
+    meta = pretrain(d, tmp_path / "a", 256 * 30)
+    pretrain(d, tmp_path / "b", 256 * 30)
+    assert meta["steps"] == 30 and meta["tokens"] == 7680 and meta["warmup_steps"] == 3
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    rows = list(csv.DictReader(open(tmp_path / "a" / "train_log.csv")))
+    assert len(rows) == 30 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "meta.json"):
+        assert (tmp_path / "a" / f).exists()
+
+
+def test_wsd_branch_equals_separate_run_for_the_largest_budget(lang_files, tmp_path):
+    d, _ = lang_files
+    torch.set_num_threads(1)
+    budgets = [256 * 20, 256 * 40]
+    stable = tmp_path / "stable"
+    info = train.pretrain_stable(d / "language.npz", stable, budgets=budgets, architecture=ARCH,
+                                 optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1)
+    assert info["branch_steps"] == {5120: 16, 10240: 32}
+    meta = pretrain(d, tmp_path / "branch", budgets[1], branch_from=stable / "tok10240")
+    assert meta["branched_at_step"] == 32
+    pretrain(d, tmp_path / "separate", budgets[1])
+    wa, wb = weights(tmp_path / "branch"), weights(tmp_path / "separate")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the small budget branches from the same trajectory, with its own complete decay
+    small = pretrain(d, tmp_path / "small", budgets[0], branch_from=stable / "tok5120")
+    assert small["steps"] == 20 and small["branched_at_step"] == 16
+
+
+def test_finetune_deterministic_with_epochs(lang_files, tmp_path):
+    d, paths = lang_files
+    torch.set_num_threads(1)
+    pretrain(d, tmp_path / "ckpt", 256 * 10)
+    kw = dict(lr=1e-3, steps=12, batch_size=8, max_len=32, warmup_steps=2, schedule="cosine",
+              weight_decay=0.0, grad_clip=1.0)
+    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f1", seed=0, **kw)
+    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f2", seed=0, **kw)
+    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f3", seed=1, **kw)
+    w1, w2, w3 = (weights(tmp_path / f) for f in ("f1", "f2", "f3"))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert not all(torch.equal(w1[k], w3[k]) for k in w1)
+    rows = list(csv.DictReader(open(tmp_path / "f1" / "train_log.csv")))
+    assert [r["step"] for r in rows] == [str(i) for i in range(12)]
+    assert float(rows[5]["epoch"]) == pytest.approx(1.0)  # 40 examples, 8 per step
+    assert {"step", "epoch", "lr", "loss"} <= set(rows[0])
+
+
+def test_prompt_tokens_carry_no_loss(lang_files):
+    d, _ = lang_files
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(d / "tok")
+    ids, labels, mask = train.encode_examples(tok, [("<ft> w1", "w2 w3"), ("", "<ft> w4")], 8)
+    assert ids[0, :5].tolist() == [1, 4, tok.convert_tokens_to_ids("w1"), tok.convert_tokens_to_ids("w2"), tok.convert_tokens_to_ids("w3")]
+    assert labels[0, :5].tolist()[:3] == [-100, -100, -100] and labels[0, 3] != -100
+    assert labels[1, 0] == -100 and labels[1, 1] == 4
+    assert mask[1].tolist() == [1, 1, 1, 0, 0]

@@ -1,0 +1,116 @@
+"""The workflow as users run it: config errors before any job, the micro study end to end,
+byte-identical reruns and minimal reruns after a config change."""
+
+import re
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MICRO, snakemake, write_config
+from overtrain.analysis import METRIC_COLUMNS
+
+
+def job_counts(dry_run_stdout: str) -> dict[str, int]:
+    block = dry_run_stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+BAD = [
+    ({"models": {"tiny": {"colour": "red"}}}, "models.tiny: unknown key(s) ['colour']"),
+    ({"finetune": {"learning_rates": [-1e-3]}}, "finetune.learning_rates[0]: -0.001 is out of range"),
+    ({"perturb": {"gaussian": {"gammas": [-0.1]}}}, "perturb.gaussian.gammas[0]: -0.1 is out of range"),
+    ({"models": {"tiny": {"budgets": []}}}, "models.tiny.budgets: must have at least 1"),
+    ({"models": {"tiny": {"batch_size": "many"}}}, "models.tiny.batch_size: 'many' has the wrong type"),
+    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local']"),
+    ({"evaluate": {"id": ["arc_sideways"]}}, "evaluate.id[0]: 'arc_sideways' is not allowed"),
+    ({"models": {"tiny": {"budgets": [100]}}}, "models.tiny.budgets: [100] is less than one step"),
+    ({"unknown_section": 1}, "<top level>: unknown key(s) ['unknown_section']"),
+]
+
+
+def merge(base: dict, change: dict) -> dict:
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("change,message", BAD)
+def test_bad_config_rejected_before_any_job(tmp_path, change, message):
+    cfg = write_config(tmp_path / "bad.yaml", merge(MICRO, change))
+    r = snakemake(tmp_path, cfg, "--cores", "1")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert message in out, out
+    assert "Traceback" not in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_local_path_rejected(tmp_path):
+    cfg = dict(MICRO, models={"ext": {"source": "local", "checkpoints": {"c1": {"path": "nowhere/model", "tokens": 10}}}})
+    r = snakemake(tmp_path, write_config(tmp_path / "bad.yaml", cfg), "-n")
+    assert r.returncode != 0
+    assert "models.ext.checkpoints.c1.path: directory 'nowhere/model' does not exist" in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("micro")
+    cfg = write_config(work / "micro.yaml", MICRO)
+    r = snakemake(work, cfg, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work, cfg
+
+
+@pytest.mark.e2e
+def test_micro_study_end_to_end(micro_run):
+    work, _ = micro_run
+    root = work / "results" / "micro"
+    df = pd.read_csv(root / "tables" / "metrics.csv")
+    assert list(df.columns) == METRIC_COLUMNS
+    # 2 checkpoints × (base + 1 fine-tune + 1 perturbation) × 6 rows per evaluation:
+    # MC acc and acc_norm, word_perplexity and loss for the FT and pretraining texts
+    assert len(df) == 2 * 3 * 6
+    assert sorted(df["tokens"].unique()) == [8192, 16384]
+    assert set(df["variant"]) == {"base", "finetuned", "perturbed"}
+    assert set(df["split"]) == {"id", "pretrain"}
+    assert set(df["metric"]) == {"acc", "acc_norm", "word_perplexity", "loss"}
+    ft = df[df["variant"] == "finetuned"]
+    assert (ft["lr"] == 1e-3).all() and (ft["ft_task"] == "synth_ft").all()
+    assert df[df["variant"] == "perturbed"]["gamma"].eq(0.5).all()
+    for name in ("noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric"):
+        for ext in ("png", "pdf"):
+            assert (root / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    ckpt = root / "checkpoints" / "tiny" / "tok8192"
+    assert (ckpt / "model.safetensors").exists() and not list(ckpt.glob("*.bin"))
+    assert (root / "benchmarks" / "pretrain" / "tiny" / "tok8192.tsv").exists()
+    assert (root / "logs" / "evaluate" / "tiny" / "tok8192" / "base.log").exists()
+
+
+@pytest.mark.e2e
+def test_rerun_from_scratch_is_byte_identical(micro_run, tmp_path):
+    work, cfg = micro_run
+    r = snakemake(tmp_path, cfg, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = (work / "results/micro/tables/metrics.csv").read_bytes()
+    b = (tmp_path / "results/micro/tables/metrics.csv").read_bytes()
+    assert a == b
+
+
+@pytest.mark.e2e
+def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
+    work, cfg = micro_run
+    r = snakemake(work, cfg, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+    more = merge(MICRO, {"finetune": {"learning_rates": [1e-3, 3e-3]}})
+    r = snakemake(work, write_config(work / "more.yaml", more), "-n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert job_counts(r.stdout) == {
+        "finetune": 2,
+        "evaluate_finetuned": 2,
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+    }
