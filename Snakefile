@@ -11,11 +11,20 @@ if "models" not in config:
     configfile: "config.yaml"
 
 
-
 report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in config["models"]),
+    ckpt=r"[A-Za-z0-9_.-]+",
+    task=r"[A-Za-z0-9_]+",
+    run=r"lr[0-9.e+-]+-s[0-9]+",
+    pert=r"gauss-g[0-9.e+-]+-s[0-9]+",
+
+
 include: "rules/corpus.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"

@@ -7,17 +7,17 @@ rule aggregate:
             caption="../report/metrics.rst",
             category="Tables",
         ),
-    params:
-        code=code_version("analysis"),
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
         f"{BENCH}/aggregate.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        code=code_version("analysis"),
     script:
         "../scripts/aggregate.py"

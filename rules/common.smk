@@ -13,7 +13,9 @@ try:
     validate(config, schema="../schemas/config.schema.yaml")
 except WorkflowError:
     schema = Path(workflow.basedir, "schemas", "config.schema.yaml")
-    raise WorkflowError(f"Invalid config: {grid.explain_schema_error(config, schema)}") from None
+    raise WorkflowError(
+        f"Invalid config: {grid.explain_schema_error(config, schema)}"
+    ) from None
 try:
     grid.check(config)
 except grid.ConfigError as e:
@@ -31,14 +33,6 @@ def models_with_source(source):
     names = [n for n, m in config["models"].items() if m["source"] == source]
     # An empty alternation would match the empty string; (?!) never matches.
     return "|".join(re.escape(n) for n in names) or "(?!)"
-
-
-wildcard_constraints:
-    model="|".join(re.escape(m) for m in config["models"]),
-    ckpt=r"[A-Za-z0-9_.-]+",
-    task=r"[A-Za-z0-9_]+",
-    run=r"lr[0-9.e+-]+-s[0-9]+",
-    pert=r"gauss-g[0-9.e+-]+-s[0-9]+",
 
 
 CORPUS = {
@@ -69,13 +63,15 @@ def eval_files():
 
 METRICS = f"{R}/tables/metrics.csv"
 FIGURE_NAMES = ["noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric"]
-FIGURES = [f"{R}/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]
+FIGURES = [
+    f"{R}/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")
+]
 
 
 def code_version(*modules):
-    """Hash of the package modules a rule runs, as a param: editing them reruns the rule.
+    """Hash of the package modules a step imports; as a param, editing them reruns the step.
 
-    (Snakemake's code trigger sees only the script, not the package it imports.)
+    (Snakemake code triggers see only the script, not the package it imports.)
     """
     h = hashlib.sha256()
     for name in ("atomic", "config") + modules:

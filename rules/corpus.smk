@@ -6,18 +6,18 @@ rule synthetic_corpus:
         ft_heldout=CORPUS["ft_heldout"],
         ft_mc=CORPUS["ft_mc"],
         ft_train=CORPUS["ft_train"],
-    params:
-        code=code_version("corpus"),
-        corpus=config["corpus"],
     log:
         f"{LOGS}/synthetic_corpus.log",
     benchmark:
         f"{BENCH}/synthetic_corpus.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=model_resources,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        code=code_version("corpus"),
+        corpus=config["corpus"],
     script:
         "../scripts/synthetic_corpus.py"

@@ -13,18 +13,18 @@ rule evaluate_base:
         checkpoint=CHECKPOINT,
     output:
         f"{R}/evals/{{model}}/{{ckpt}}/base.json",
-    params:
-        **EVAL_PARAMS,
     log:
         f"{LOGS}/evaluate/{{model}}/{{ckpt}}/base.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{ckpt}}/base.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        **EVAL_PARAMS,
     script:
         "../scripts/evaluate.py"
 
@@ -36,18 +36,18 @@ rule evaluate_finetuned:
         finetuned=FINETUNED,
     output:
         f"{R}/evals/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.json",
-    params:
-        **EVAL_PARAMS,
     log:
         f"{LOGS}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        **EVAL_PARAMS,
     script:
         "../scripts/evaluate.py"
 
@@ -58,17 +58,17 @@ rule evaluate_perturbed:
         checkpoint=CHECKPOINT,
     output:
         f"{R}/evals/{{model}}/{{ckpt}}/{{pert}}.json",
-    params:
-        **EVAL_PARAMS,
     log:
         f"{LOGS}/evaluate/{{model}}/{{ckpt}}/{{pert}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{ckpt}}/{{pert}}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        **EVAL_PARAMS,
     script:
         "../scripts/evaluate.py"

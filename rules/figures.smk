@@ -11,17 +11,17 @@ rule figures:
             for name in FIGURE_NAMES
         },
         **{f"{name}_pdf": f"{R}/figures/{name}.pdf" for name in FIGURE_NAMES},
-    params:
-        code=code_version("plots", "analysis"),
     log:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCH}/figures.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        code=code_version("plots", "analysis"),
     script:
         "../scripts/figures.py"

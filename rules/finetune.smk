@@ -4,6 +4,16 @@ rule finetune:
         data=lambda w: FT_DATA[w.task],
     output:
         directory(FINETUNED),
+    log:
+        f"{LOGS}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 30 * attempt,
     params:
         code=code_version("train", "models"),
         # the grid keys (tasks, learning rates, seeds) are wildcards: growing the grid
@@ -14,15 +24,5 @@ rule finetune:
             if k not in ("tasks", "learning_rates", "seeds")
         },
         max_len=SEQ_LEN,
-    log:
-        f"{LOGS}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.log",
-    benchmark:
-        f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
-    threads: THREADS
-    resources:
-        mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/finetune.py"

@@ -9,9 +9,19 @@ rule pretrain:
         ),
     output:
         directory(CHECKPOINT),
+    log:
+        f"{LOGS}/pretrain/{{model}}/{{ckpt}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{model}}/{{ckpt}}.tsv"
     wildcard_constraints:
         model=models_with_source("pretrain"),
         ckpt=r"tok[0-9]+",
+    conda:
+        "../envs/torch.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 60 * attempt,
     params:
         code=code_version("corpus", "train", "models"),
         # without the budget list: adding a budget must not rerun the others
@@ -19,16 +29,6 @@ rule pretrain:
             k: v for k, v in config["models"][w.model].items() if k != "budgets"
         },
         seq_len=SEQ_LEN,
-    log:
-        f"{LOGS}/pretrain/{{model}}/{{ckpt}}.log",
-    benchmark:
-        f"{BENCH}/pretrain/{{model}}/{{ckpt}}.tsv"
-    threads: THREADS
-    resources:
-        mem_mb=model_resources,
-        runtime=lambda w, attempt: 60 * attempt,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/pretrain.py"
 
@@ -38,22 +38,22 @@ rule pretrain_stable:
         language=CORPUS["language"],
     output:
         directory(f"{R}/stable/{{model}}"),
-    wildcard_constraints:
-        model=models_with_source("pretrain"),
-    params:
-        code=code_version("corpus", "train", "models"),
-        model=lambda w: config["models"][w.model],
-        seq_len=SEQ_LEN,
     log:
         f"{LOGS}/pretrain_stable/{{model}}.log",
     benchmark:
         f"{BENCH}/pretrain_stable/{{model}}.tsv"
+    wildcard_constraints:
+        model=models_with_source("pretrain"),
+    conda:
+        "../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 120 * attempt,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        code=code_version("corpus", "train", "models"),
+        model=lambda w: config["models"][w.model],
+        seq_len=SEQ_LEN,
     script:
         "../scripts/pretrain_stable.py"
 
@@ -63,20 +63,20 @@ rule local_checkpoint:
         lambda w: config["models"][w.model]["checkpoints"][w.ckpt]["path"],
     output:
         directory(CHECKPOINT),
-    wildcard_constraints:
-        model=models_with_source("local"),
-    params:
-        code=code_version("checkpoints", "models"),
-        tokens=lambda w: config["models"][w.model]["checkpoints"][w.ckpt]["tokens"],
     log:
         f"{LOGS}/local_checkpoint/{{model}}/{{ckpt}}.log",
     benchmark:
         f"{BENCH}/local_checkpoint/{{model}}/{{ckpt}}.tsv"
+    wildcard_constraints:
+        model=models_with_source("local"),
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        code=code_version("checkpoints", "models"),
+        tokens=lambda w: config["models"][w.model]["checkpoints"][w.ckpt]["tokens"],
     script:
         "../scripts/local_checkpoint.py"

@@ -114,3 +114,21 @@ def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
         "figures": 1,
         "all": 1,
     }
+
+
+@pytest.mark.e2e
+def test_adding_a_budget_schedules_only_its_chain(micro_run):
+    work, _ = micro_run
+    more = merge(MICRO, {"models": {"tiny": {"budgets": [8192, 16384, 24576]}}})
+    r = snakemake(work, write_config(work / "more_budget.yaml", more), "-n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert job_counts(r.stdout) == {
+        "pretrain": 1,
+        "finetune": 1,
+        "evaluate_base": 1,
+        "evaluate_finetuned": 1,
+        "evaluate_perturbed": 1,
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+    }
