@@ -21,8 +21,8 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in config["models"]),
     ckpt=r"[A-Za-z0-9_.-]+",
     task=r"[A-Za-z0-9_]+",
-    run=r"lr[0-9.e+-]+-s[0-9]+",
-    pert=r"gauss-g[0-9.e+-]+-s[0-9]+",
+    run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
+    pert=r"gauss-g[0-9.e+-]+-s[0-9]+|rtn-int[0-9]+",
 
 
 include: "rules/corpus.smk"

@@ -11,6 +11,9 @@ from pathlib import Path
 
 SPLITS = ("id", "ood", "pretrain")
 PRETRAIN_TASK = "synth_pretrain_ppl"
+# Prompt formats evaluated beside a task when evaluate.prompt_variants is on (training template
+# first). Kept here, not in overtrain.evaluate, so planning the DAG needs no lm-eval.
+PROMPT_VARIANTS = {"synth_ft_mc": ["synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"]}
 
 
 class ConfigError(ValueError):
@@ -22,19 +25,33 @@ def fmt(x: float | int) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def run_id(lr: float, seed: int) -> str:
-    return f"lr{fmt(float(lr))}-s{seed}"
+RUN_PATTERN = r"(?P<method>full|lora)-lr(?P<lr>[0-9.e+-]+?)(?:-l2(?P<l2>[0-9.e+-]+?))?-s(?P<seed>[0-9]+)"
 
 
-def parse_run_id(run: str) -> tuple[float, int]:
-    m = re.fullmatch(r"lr(?P<lr>[0-9.e+-]+)-s(?P<seed>[0-9]+)", run)
+def run_id(lr: float, seed: int, method: str = "full", l2: float = 0.0) -> str:
+    """'full-lr0.001-s0'; an ℓ2 pull toward the pretrained weights adds '-l2<λ>'."""
+    reg = f"-l2{fmt(float(l2))}" if l2 else ""
+    return f"{method}-lr{fmt(float(lr))}{reg}-s{seed}"
+
+
+def parse_run_id(run: str) -> dict:
+    m = re.fullmatch(RUN_PATTERN, run)
     if not m:
-        raise ValueError(f"bad run id {run!r}; expected lr<lr>-s<seed>")
-    return float(m["lr"]), int(m["seed"])
+        raise ValueError(f"bad run id {run!r}; expected <full|lora>-lr<lr>[-l2<λ>]-s<seed>")
+    return {
+        "method": m["method"],
+        "lr": float(m["lr"]),
+        "l2": float(m["l2"]) if m["l2"] else 0.0,
+        "seed": int(m["seed"]),
+    }
 
 
 def gaussian_id(gamma: float, seed: int) -> str:
     return f"gauss-g{fmt(float(gamma))}-s{seed}"
+
+
+def rtn_id(bits: int) -> str:
+    return f"rtn-int{bits}"
 
 
 def pretrain_ckpt_id(budget: int) -> str:
@@ -56,16 +73,19 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
     """(task, run) pairs fine-tuned from every checkpoint."""
     ft = config["finetune"]
     return [
-        (task, run_id(lr, seed))
+        (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
+        for method in ft["methods"]
         for lr in ft["learning_rates"]
+        for l2 in ft["l2"]
         for seed in ft["seeds"]
     ]
 
 
 def perturbations(config: dict) -> list[str]:
     g = config["perturb"]["gaussian"]
-    return [gaussian_id(gamma, seed) for gamma in g["gammas"] for seed in g["seeds"]]
+    out = [gaussian_id(gamma, seed) for gamma in g["gammas"] for seed in g["seeds"]]
+    return out + [rtn_id(bits) for bits in config["perturb"]["quantize"]["bits"]]
 
 
 def eval_splits(config: dict) -> dict[str, str]:
@@ -76,6 +96,10 @@ def eval_splits(config: dict) -> dict[str, str]:
         if t in out:
             raise ConfigError(f"evaluate: task {t!r} is listed in both 'id' and 'ood'")
         out[t] = "ood"
+    if ev["prompt_variants"]:
+        for task, split in list(out.items()):
+            for variant in PROMPT_VARIANTS.get(task, []):
+                out.setdefault(variant, split)
     if ev["pretrain_loss"]:
         out[PRETRAIN_TASK] = "pretrain"
     return out
@@ -110,6 +134,9 @@ def check(config: dict, basedir: str | Path = ".") -> None:
                     raise ConfigError(
                         f"{key}.checkpoints.{ckpt}.path: directory {c['path']!r} does not exist"
                     )
+    ft = config["finetune"]
+    if (ft["steps"] is None) == (ft["epochs"] is None):
+        raise ConfigError("finetune: set exactly one of 'steps' and 'epochs' (the other to null)")
     eval_splits(config)
     if not names:
         raise ConfigError("models: at least one model is required")

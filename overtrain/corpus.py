@@ -23,6 +23,9 @@ from overtrain.atomic import atomic_write_text
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<ft>"]
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, FT_ID = range(len(SPECIALS))
+# Words of a natural-language instruction, for prompt variants. They are in the vocabulary but
+# never in pretraining or fine-tuning text, as an unfamiliar prompt format is to a real model.
+INSTRUCTION = "predict the next word :"
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,11 @@ class Language:
 
     @property
     def vocab_size(self) -> int:
-        return self.word_offset + self.n_words
+        return len(self.token_strings())
 
     def token_strings(self) -> list[str]:
         tags = [f"<t{k}>" for k in range(self.n_topics)]
-        return SPECIALS + tags + [f"w{i}" for i in range(self.n_words)]
+        return SPECIALS + tags + [f"w{i}" for i in range(self.n_words)] + INSTRUCTION.split()
 
 
 def build_language(
@@ -190,6 +193,10 @@ def multiple_choice_items(
     answer the one that actually followed. The base model has not seen these rows, and even a
     perfect model is right only when the sampled word is the most likely one, so accuracy has a
     ceiling below 100% (`bayes_correct` marks the items such a model gets right).
+
+    Each item has three prompt formats: `context` (the training template, ``<bos> <ft> w…``),
+    `context_instruct` (a natural-language instruction instead of the task tag) and
+    `context_raw` (the words alone).
     """
     if not lang.ft_shifted_rows.any():
         raise ValueError("ft_shift is 0: the fine-tuning task has no shifted rows to ask about")
@@ -208,9 +215,12 @@ def multiple_choice_items(
         others = [w for w in successors if w != gold]
         choices = [gold] + [int(w) for w in rng.permutation(others)[:3]]
         order = rng.permutation(len(choices))
+        words_text = to_text(lang, doc[2 : t + 3])
         items.append(
             {
-                "context": "<bos> " + to_text(lang, doc[: t + 3]),
+                "context": "<bos> <ft> " + words_text,
+                "context_instruct": f"<bos> {INSTRUCTION} {words_text}",
+                "context_raw": "<bos> " + words_text,
                 "choices": [vocab[choices[i] + lang.word_offset] for i in order],
                 "gold": int(np.flatnonzero(order == 0)[0]),
                 "bayes_correct": bool(max(choices, key=weights.get) == gold),

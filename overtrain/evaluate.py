@@ -12,17 +12,19 @@ import os
 import tempfile
 from pathlib import Path
 
-# Our synthetic tasks: name → (data file key, lm-eval output type, metrics).
+# Our synthetic tasks: name → (data file key, lm-eval output type, metrics, prompt field).
 SYNTHETIC_TASKS = {
-    "synth_pretrain_ppl": ("pretrain_heldout", "loglikelihood_rolling", ["word_perplexity"]),
-    "synth_ft_ppl": ("ft_heldout", "loglikelihood_rolling", ["word_perplexity"]),
-    "synth_ft_mc": ("ft_mc", "multiple_choice", ["acc", "acc_norm"]),
+    "synth_pretrain_ppl": ("pretrain_heldout", "loglikelihood_rolling", ["word_perplexity"], None),
+    "synth_ft_ppl": ("ft_heldout", "loglikelihood_rolling", ["word_perplexity"], None),
+    "synth_ft_mc": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context"),
+    "synth_ft_mc_instruct": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context_instruct"),
+    "synth_ft_mc_raw": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context_raw"),
 }
 
 
 def task_yaml(name: str, data_file: str | Path) -> str:
     """The lm-eval task definition of a synthetic task over a local JSONL file."""
-    key, output_type, metrics = SYNTHETIC_TASKS[name]
+    key, output_type, metrics, field = SYNTHETIC_TASKS[name]
     lines = [
         f"task: {name}",
         "dataset_path: json",
@@ -36,7 +38,7 @@ def task_yaml(name: str, data_file: str | Path) -> str:
         lines += ['doc_to_text: ""', 'doc_to_target: "{{text}}"']
     else:
         lines += [
-            'doc_to_text: "{{context}}"',
+            f'doc_to_text: "{{{{{field}}}}}"',
             'doc_to_choice: "{{choices}}"',
             "doc_to_target: gold",
             'target_delimiter: " "',
@@ -133,6 +135,7 @@ def evaluate_variant(
     batch_size: int | str,
     max_length: int | None,
     trust_remote_code: bool = False,
+    extra_rows: list[dict] = (),
 ) -> dict:
     """Load one variant, evaluate it on every task, write {labels, tokens, rows} atomically."""
     import json
@@ -153,6 +156,7 @@ def evaluate_variant(
         batch_size=batch_size,
         max_length=max_length,
     )
+    rows = rows + list(extra_rows)
     result = {**labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
     atomic_write_json(out_json, result)
     return result

@@ -127,7 +127,15 @@ def load_variant(
     never written: at OLMo scale each copy would be gigabytes.
     """
     source = finetuned_dir or checkpoint_dir
-    model = load_model(source, trust_remote_code=trust_remote_code)
+    if finetuned_dir is not None and Path(finetuned_dir, "adapter_config.json").exists():
+        # A LoRA fine-tune stores only its adapter: rebuild base + adapter, merged for speed.
+        from peft import PeftModel
+
+        require_safetensors(finetuned_dir)
+        base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code)
+        model = PeftModel.from_pretrained(base, str(finetuned_dir)).merge_and_unload()
+    else:
+        model = load_model(source, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     if perturbation:
         from overtrain.perturb import apply

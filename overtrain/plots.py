@@ -68,7 +68,7 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         d = pt[pt["model"] == model]
         base = _mean_by_tokens(d[d["variant"] == "base"], None).set_index("tokens")["value"]
         row[0].plot(base.index, base.values, "k-o", label="base (no noise)")
-        noisy = _mean_by_tokens(d[d["variant"] == "perturbed"], "gamma")
+        noisy = _mean_by_tokens(d[d["perturbation"] == "gaussian"], "gamma")
         for gamma, g in noisy.groupby("gamma"):
             row[0].plot(g["tokens"], g["value"], "-o", label=f"noise γ={gamma:g}·σ_init")
             inc = g["value"].to_numpy() - base.reindex(g["tokens"]).to_numpy()
@@ -84,6 +84,13 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     _save(fig, paths)
 
 
+def _finetuned(d: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tuned rows without ℓ2 pull, mean over seeds, one line per (method, lr)."""
+    ft = d[(d["variant"] == "finetuned") & (d["l2"].fillna(0) == 0)].copy()
+    ft["line"] = ft["ft_method"].fillna("full") + ", lr=" + ft["lr"].map("{:g}".format)
+    return _mean_by_tokens(ft, "line")
+
+
 def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after fine-tuning vs tokens, one line per learning rate."""
     pt = select(metrics, split="pretrain", metric="loss")
@@ -93,9 +100,8 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
         d = pt[pt["model"] == model]
         base = _mean_by_tokens(d[d["variant"] == "base"], None)
         ax.plot(base["tokens"], base["value"], "k-o", label="base (before fine-tuning)")
-        ft = _mean_by_tokens(d[d["variant"] == "finetuned"], "lr")
-        for lr, g in ft.groupby("lr"):
-            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned, lr={lr:g}")
+        for line, g in _finetuned(d).groupby("line"):
+            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
         _token_axis(ax, d["tokens"])
@@ -105,7 +111,14 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
 
 def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """In-distribution fine-tuning task metrics vs tokens, one line per learning rate."""
-    ident = metrics[(metrics["split"] == "id") & metrics["metric"].isin(["acc", "loss"])]
+    from overtrain.config import PROMPT_VARIANTS
+
+    other_formats = {f for formats in PROMPT_VARIANTS.values() for f in formats[1:]}
+    ident = metrics[
+        (metrics["split"] == "id")
+        & metrics["metric"].isin(["acc", "loss"])
+        & ~metrics["eval_task"].isin(other_formats)
+    ]
     panels = sorted(ident.groupby(["model", "eval_task", "metric"]).groups)
     ncols = max(1, len(panels))
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
@@ -113,9 +126,8 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
         d = ident[(ident["model"] == model) & (ident["eval_task"] == task) & (ident["metric"] == metric)]
         base = _mean_by_tokens(d[d["variant"] == "base"], None)
         ax.plot(base["tokens"], base["value"], "k-o", label="base")
-        ft = _mean_by_tokens(d[d["variant"] == "finetuned"], "lr")
-        for lr, g in ft.groupby("lr"):
-            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned, lr={lr:g}")
+        for line, g in _finetuned(d).groupby("line"):
+            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
         unit = "accuracy" if metric == "acc" else "loss (nats/token)"
         ax.set_ylabel(f"{task} {unit}")
         ax.set_title(f"{model}: {task} ({metric})")

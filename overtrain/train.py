@@ -9,9 +9,13 @@ shared/research/controlled-study.md), so nothing is lost.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -72,6 +76,53 @@ def make_optimizer(model, lr: float, weight_decay: float, betas: tuple[float, fl
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where and how often a run saves its state, so a killed job continues where it stopped.
+
+    The state (model, optimizer, torch RNG, step, log) is written atomically every `every` steps
+    into `directory`, tagged with a fingerprint of the run's settings; a state with another
+    fingerprint is ignored. Batches and learning rates are functions of the step, so a resumed
+    run is bit-identical to an uninterrupted one.
+    """
+
+    directory: Path
+    every: int
+    fingerprint: str
+
+    def load(self) -> dict | None:
+        import torch
+
+        path = self.directory / "state.pt"
+        if not path.exists():
+            return None
+        state = torch.load(path, weights_only=True)
+        return state if state.get("fingerprint") == self.fingerprint else None
+
+    def save(self, model, optimizer, step: int, log: list[dict]) -> None:
+        import torch
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "fingerprint": self.fingerprint,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "log": log,
+        }
+        tmp = self.directory / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.directory / "state.pt")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def fingerprint(**settings) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run_steps(
     model,
     optimizer,
@@ -81,10 +132,27 @@ def run_steps(
     stop: int,
     grad_clip: float,
     log: list[dict],
+    resume: Resume | None = None,
+    anchor: dict | None = None,
+    anchor_strength: float = 0.0,
 ) -> None:
-    """Train steps [start, stop); append one log row per step."""
+    """Train steps [start, stop); append one log row per step.
+
+    `anchor` (parameter name → pretrained tensor) with `anchor_strength` λ pulls the weights
+    toward the pretrained ones after every step: θ ← θ₀ + (1 − lr·λ)(θ − θ₀), clipped at θ₀. This
+    is the ℓ2 regularisation toward the pretrained weights, applied decoupled as AdamW does with
+    weight decay: with Adam an ℓ2 term in the loss would be normalised away. λ → ∞ keeps θ = θ₀.
+    """
     import torch
 
+    if resume is not None and (state := resume.load()) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        log[:] = state["log"]
+        start = state["step"]
+        print(f"resumed at step {start} from {resume.directory}")
+    params = dict(model.named_parameters())
     model.train()
     for step in range(start, stop):
         lr = lr_for_step(step)
@@ -94,10 +162,20 @@ def run_steps(
         loss = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask).loss
         loss.backward()
         if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], grad_clip
+            )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if anchor and anchor_strength > 0:
+            keep = max(0.0, 1.0 - lr * anchor_strength)
+            with torch.no_grad():
+                for name, theta0 in anchor.items():
+                    p = params[name]
+                    p.copy_(theta0 + keep * (p - theta0))
         log.append({"step": step, "lr": lr, "loss": loss.item()})
+        if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < stop:
+            resume.save(model, optimizer, step + 1, log)
     model.eval()
 
 
@@ -138,11 +216,13 @@ def pretrain(
     seed: int,
     data_seed: int,
     branch_from: str | Path | None = None,
+    save_every: int = 0,
 ) -> dict:
     """Pretrain one checkpoint with a complete warmup→decay schedule for its own budget.
 
     With `branch_from` (a stable-phase state written by `pretrain_stable`), only the decay
-    phase is trained, starting from the shared stable run (WSD branching).
+    phase is trained, starting from the shared stable run (WSD branching). With `save_every`,
+    the run's state is saved beside `out_dir` (<out_dir>.resume/) and a rerun resumes from it.
     """
     import torch
 
@@ -170,7 +250,17 @@ def pretrain(
             step, total, optimizer["lr"], schedule, warmup, optimizer["decay_fraction"]
         )
 
-    run_steps(model, opt, batch_for_step, lr_for_step, start, total, optimizer["grad_clip"], log)
+    resume = Resume(
+        resume_dir(out_dir),
+        save_every,
+        fingerprint(
+            budget=budget_tokens, arch=architecture, opt=optimizer, batch=batch_size,
+            seq=seq_len, seed=seed, data_seed=data_seed, branch=str(branch_from),
+        ),
+    )
+    run_steps(
+        model, opt, batch_for_step, lr_for_step, start, total, optimizer["grad_clip"], log, resume
+    )
     for row in log:
         row["tokens"] = (row["step"] + 1) * tokens_per_step
     meta = {
@@ -191,7 +281,14 @@ def pretrain(
     }
     log_text = log_csv(log, ["step", "tokens", "lr", "loss"])
     save_model(model, load_tokenizer(tokenizer_dir), out_dir, meta, {"train_log.csv": log_text})
+    resume.clear()
     return meta
+
+
+def resume_dir(out_dir: str | Path) -> Path:
+    """Beside the output, not in it: Snakemake removes an incomplete output before a rerun."""
+    out = Path(out_dir)
+    return out.with_name(out.name + ".resume")
 
 
 def pretrain_stable(
@@ -297,13 +394,34 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]], max_len: int):
     return ids, labels, mask
 
 
+def finetune_steps(n_examples: int, batch_size: int, steps: int | None, epochs: float | None) -> int:
+    """Steps of a fine-tune given either a step budget or a number of epochs."""
+    if (steps is None) == (epochs is None):
+        raise ValueError("give exactly one of finetune.steps and finetune.epochs")
+    return steps if steps is not None else max(1, math.ceil(epochs * n_examples / batch_size))
+
+
+def add_lora(model, lora: dict):
+    """Wrap `model` with LoRA adapters (peft); only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora["rank"],
+        lora_alpha=lora["alpha"],
+        target_modules=list(lora["target_modules"]),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
 def finetune(
     checkpoint_dir: str | Path,
     train_jsonl: str | Path,
     out_dir: str | Path,
     *,
     lr: float,
-    steps: int,
     batch_size: int,
     max_len: int,
     warmup_steps: int,
@@ -311,11 +429,19 @@ def finetune(
     weight_decay: float,
     grad_clip: float,
     seed: int,
+    steps: int | None = None,
+    epochs: float | None = None,
+    method: str = "full",
+    lora: dict | None = None,
+    l2: float = 0.0,
+    save_every: int = 0,
     betas: tuple[float, float] = (0.9, 0.95),
 ) -> dict:
-    """Full fine-tuning for a fixed number of steps; the data order is drawn from `seed`.
+    """Fine-tune for a fixed number of steps (or epochs); the data order is drawn from `seed`.
 
     Examples are visited in a fresh permutation per epoch, so `epoch` in the log is exact.
+    `method` is `full` (all weights) or `lora` (peft adapters; the saved directory holds only the
+    adapter). `l2` pulls the trained weights toward their pretrained values (see run_steps).
     """
     import torch
 
@@ -325,27 +451,46 @@ def finetune(
     examples = read_prompt_completion(train_jsonl)
     ids, labels, mask = encode_examples(tokenizer, examples, max_len)
     n = len(examples)
+    total = finetune_steps(n, batch_size, steps, epochs)
     rng = np.random.default_rng(seed)
-    epochs_needed = math.ceil(steps * batch_size / n)
-    order = np.concatenate([rng.permutation(n) for _ in range(epochs_needed)])
+    order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(total * batch_size / n))])
     torch.manual_seed(seed)
+    if method == "lora":
+        model = add_lora(model, lora)
+    elif method != "full":
+        raise ValueError(f"unknown fine-tuning method {method!r}; allowed: full, lora")
+    anchor = {
+        name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
+    } if l2 > 0 else None
 
     def batch_for_step(step: int):
         idx = torch.from_numpy(order[step * batch_size : (step + 1) * batch_size])
         return ids[idx], labels[idx], mask[idx]
 
-    warmup = warmup_steps_for(steps, warmup_steps) if warmup_steps else 0
+    warmup = warmup_steps_for(total, warmup_steps) if warmup_steps else 0
     opt = make_optimizer(model, lr, weight_decay, betas)
+    resume = Resume(
+        resume_dir(out_dir),
+        save_every,
+        fingerprint(
+            ckpt=str(checkpoint_dir), data=str(train_jsonl), lr=lr, batch=batch_size, steps=total,
+            warmup=warmup, schedule=schedule, wd=weight_decay, clip=grad_clip, seed=seed,
+            method=method, lora=lora, l2=l2,
+        ),
+    )
     log: list[dict] = []
     run_steps(
         model,
         opt,
         batch_for_step,
-        lambda s: learning_rate(s, steps, lr, schedule, warmup),
+        lambda s: learning_rate(s, total, lr, schedule, warmup),
         0,
-        steps,
+        total,
         grad_clip,
         log,
+        resume,
+        anchor,
+        l2,
     )
     for row in log:
         row["epoch"] = row["step"] * batch_size / n
@@ -353,8 +498,12 @@ def finetune(
         "base_checkpoint": str(checkpoint_dir),
         "train_file": str(train_jsonl),
         "n_examples": n,
+        "method": method,
+        "lora": lora if method == "lora" else None,
+        "l2": l2,
         "lr": lr,
-        "steps": steps,
+        "steps": total,
+        "epochs": total * batch_size / n,
         "batch_size": batch_size,
         "warmup_steps": warmup,
         "schedule": schedule,
@@ -364,4 +513,5 @@ def finetune(
     }
     log_text = log_csv(log, ["step", "epoch", "lr", "loss"])
     save_model(model, tokenizer, out_dir, meta, {"train_log.csv": log_text})
+    resume.clear()
     return meta

@@ -1,5 +1,5 @@
 EVAL_PARAMS = {
-    "code": code_version("evaluate", "models", "perturb"),
+    "code": code_version("evaluate", "models", "perturb", "analysis"),
     "splits": SPLITS,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],

@@ -15,13 +15,13 @@ rule finetune:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
     params:
-        code=code_version("train", "models"),
+        code=code_version("train", "models", "corpus"),
         # the grid keys (tasks, learning rates, seeds) are wildcards: growing the grid
         # must not rerun the fine-tunes already done
         finetune={
             k: v
             for k, v in config["finetune"].items()
-            if k not in ("tasks", "learning_rates", "seeds")
+            if k not in ("tasks", "methods", "learning_rates", "l2", "seeds")
         },
         max_len=SEQ_LEN,
     script:

@@ -2,25 +2,34 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import evaluate, models  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from overtrain import analysis, evaluate, models  # noqa: E402
 from overtrain.config import parse_run_id  # noqa: E402
 from overtrain.perturb import parse_perturbation  # noqa: E402
 
 w = snakemake.wildcards
 labels = {"model": w.model, "ckpt": w.ckpt, "variant": "base"}
-finetuned, perturbation = None, None
+finetuned, perturbation, extra_rows = None, None, []
 if "run" in w.keys():
-    lr, seed = parse_run_id(w.run)
-    labels.update(variant="finetuned", ft_task=w.task, lr=lr, seed=seed)
+    run = parse_run_id(w.run)
+    labels.update(
+        variant="finetuned",
+        ft_task=w.task,
+        ft_method=run["method"],
+        lr=run["lr"],
+        l2=run["l2"],
+        seed=run["seed"],
+    )
     finetuned = snakemake.input.finetuned
+    extra_rows = analysis.learning_jump_rows(Path(finetuned, "train_log.csv"), w.task)
 elif "pert" in w.keys():
     perturbation = parse_perturbation(w.pert)
-    labels.update(
-        variant="perturbed",
-        perturbation=perturbation["kind"],
-        gamma=perturbation["gamma"],
-        seed=perturbation["seed"],
-    )
+    labels.update(variant="perturbed", perturbation=perturbation["kind"])
+    if perturbation["kind"] == "gaussian":
+        labels.update(gamma=perturbation["gamma"], seed=perturbation["seed"])
+    else:
+        labels.update(bits=perturbation["bits"])
 models.set_threads(snakemake.threads)
 data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
 evaluate.evaluate_variant(
@@ -34,4 +43,5 @@ evaluate.evaluate_variant(
     limit=snakemake.params.limit,
     batch_size=snakemake.params.batch_size,
     max_length=snakemake.params.max_length,
+    extra_rows=extra_rows,
 )

@@ -6,20 +6,25 @@ from overtrain import models, train  # noqa: E402
 from overtrain.config import parse_run_id  # noqa: E402
 
 ft = snakemake.params.finetune
-lr, seed = parse_run_id(snakemake.wildcards.run)
+run = parse_run_id(snakemake.wildcards.run)
 models.set_threads(snakemake.threads)
 meta = train.finetune(
     snakemake.input.checkpoint,
     snakemake.input.data,
     snakemake.output[0],
-    lr=lr,
+    lr=run["lr"],
+    seed=run["seed"],
+    method=run["method"],
+    l2=run["l2"],
+    lora=ft["lora"],
     steps=ft["steps"],
+    epochs=ft["epochs"],
     batch_size=ft["batch_size"],
     max_len=snakemake.params.max_len,
     warmup_steps=ft["warmup_steps"],
     schedule=ft["schedule"],
     weight_decay=ft["weight_decay"],
     grad_clip=ft["grad_clip"],
-    seed=seed,
+    save_every=ft["save_every"],
 )
-print({k: meta[k] for k in ("lr", "seed", "steps", "final_train_loss")})
+print({k: meta[k] for k in ("method", "lr", "l2", "seed", "steps", "final_train_loss")})

@@ -17,6 +17,7 @@ meta = train.pretrain(
     seq_len=snakemake.params.seq_len,
     seed=m["seed"],
     data_seed=m["data_seed"],
+    save_every=m["save_every"],
     branch_from=(
         f"{snakemake.input.stable}/{snakemake.wildcards.ckpt}" if m["branching"] else None
     ),

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 MICRO = {
     "experiment": "micro",
-    "corpus": {"topics": 8, "eval_docs": 32, "ft_train_docs": 64, "seq_len": 32},
+    "corpus": {"topics": 8, "eval_docs": 32, "ft_train_docs": 32, "seq_len": 32},
     "models": {
         "tiny": {
             "source": "pretrain",
@@ -25,8 +25,8 @@ MICRO = {
             "optimizer": {"warmup_steps": 4},
         }
     },
-    "finetune": {"learning_rates": [1.0e-3], "steps": 6, "batch_size": 8, "warmup_steps": 2},
-    "perturb": {"gaussian": {"gammas": [0.5], "seeds": [0]}},
+    "finetune": {"learning_rates": [1.0e-3], "steps": None, "epochs": 2, "batch_size": 8, "warmup_steps": 2},
+    "perturb": {"gaussian": {"gammas": [0.5], "seeds": [0]}, "quantize": {"bits": [8]}},
     "evaluate": {"limit": 16, "batch_size": 16},
 }
 

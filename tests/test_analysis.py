@@ -25,21 +25,26 @@ def test_metrics_table_follows_the_contract(tmp_path):
     ]
     df = analysis.metrics_table(files)
     assert list(df.columns) == analysis.METRIC_COLUMNS
-    assert len(df) == 8
-    assert df["tokens"].tolist()[:6] == [1000] * 6  # sorted by tokens, then variant
-    assert df["variant"].tolist()[:6] == ["base"] * 2 + ["finetuned"] * 2 + ["perturbed"] * 2
+    contract = [c for c in df.columns if c in analysis.CONTRACT_COLUMNS]
+    assert contract == analysis.CONTRACT_COLUMNS  # the contract's columns, in its order
+    assert len(df) == 9  # 4 evaluations × 2 rows + 1 forgetting row
+    assert df["tokens"].tolist()[:7] == [1000] * 7  # sorted by tokens, then variant
+    assert df["variant"].tolist()[:7] == ["base"] * 2 + ["finetuned"] * 3 + ["perturbed"] * 2
+    forgetting = df[df["metric"] == "forgetting_loss"]
+    assert len(forgetting) == 1 and forgetting["value"].item() == pytest.approx(0.5)
+    assert forgetting["lr"].item() == 1e-3 and forgetting["split"].item() == "pretrain"
     base = df[df["variant"] == "base"]
     assert base["lr"].isna().all() and base["gamma"].isna().all() and base["seed"].isna().all()
     out = tmp_path / "metrics.csv"
     analysis.write_csv(df, out)
     back = pd.read_csv(out)
     assert list(back.columns) == analysis.METRIC_COLUMNS
-    assert ",base,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
+    assert ",base,,,,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
 
     summary = analysis.pretrain_loss_by_variant(df)
     row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "noise γ=0.1")]
     assert row["increase"].item() == pytest.approx(0.2)
-    row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "fine-tune lr=0.001")]
+    row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "fine-tune full lr=0.001")]
     assert row["increase"].item() == pytest.approx(0.5)
 
 
@@ -55,3 +60,16 @@ def test_unknown_variant_is_rejected(tmp_path):
 )
 def test_token_labels(n, label):
     assert format_tokens(n) == label
+
+
+def test_prompt_spread_rows(tmp_path):
+    rows = [
+        {"eval_task": t, "split": "id", "metric": "acc", "value": v}
+        for t, v in [("synth_ft_mc", 0.7), ("synth_ft_mc_instruct", 0.4), ("synth_ft_mc_raw", 0.55)]
+    ]
+    f = tmp_path / "e.json"
+    f.write_text(json.dumps({"model": "m", "ckpt": "c", "tokens": 5, "variant": "base", "rows": rows}))
+    df = analysis.metrics_table([f])
+    spread = df[df["metric"] == "prompt_spread_acc"]
+    assert len(spread) == 1 and spread["value"].item() == pytest.approx(0.3)
+    assert spread["eval_task"].item() == "synth_ft_mc"

@@ -42,3 +42,31 @@ def test_explicit_sigma_and_ids():
     assert perturb.perturbation_id(0.1, 3) == "gauss-g0.1-s3"
     with pytest.raises(ValueError, match="expected"):
         perturb.parse_perturbation("noise-0.1")
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_rtn_error_within_half_a_step(bits):
+    torch.manual_seed(0)
+    w = torch.randn(16, 40) * torch.linspace(0.1, 3.0, 16)[:, None]
+    q = perturb.quantize_rtn(w, bits)
+    qmax = 2 ** (bits - 1) - 1
+    step = w.abs().amax(dim=1, keepdim=True) / qmax
+    assert torch.all((q - w).abs() <= step / 2 + 1e-6)
+    levels = torch.round(q / step)
+    assert all(len(torch.unique(row)) <= 2 * qmax + 1 for row in levels)
+    assert torch.allclose(levels, torch.round(levels))  # values sit on the per-row grid
+    assert not torch.equal(q, w)
+
+
+def test_rtn_model_in_place_and_scope():
+    base, quant = tiny(), tiny()
+    perturb.apply(quant, perturb.parse_perturbation("rtn-int4"))
+    changed = set(perturb.perturbed_parameter_names(quant))
+    for (name, p0), (_, p1) in zip(base.named_parameters(), quant.named_parameters()):
+        if name in changed:
+            assert not torch.equal(p0, p1)
+            step = p0.abs().amax(dim=1, keepdim=True) / 7
+            assert torch.all((p1 - p0).abs() <= step / 2 + 1e-6)
+        else:
+            assert torch.equal(p0, p1)
+    assert perturb.parse_perturbation("rtn-int8") == {"kind": "rtn", "bits": 8}

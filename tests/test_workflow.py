@@ -70,16 +70,25 @@ def test_micro_study_end_to_end(micro_run):
     root = work / "results" / "micro"
     df = pd.read_csv(root / "tables" / "metrics.csv")
     assert list(df.columns) == METRIC_COLUMNS
-    # 2 checkpoints × (base + 1 fine-tune + 1 perturbation) × 6 rows per evaluation:
-    # MC acc and acc_norm, word_perplexity and loss for the FT and pretraining texts
-    assert len(df) == 2 * 3 * 6
+    # per checkpoint: 4 evaluations (base, fine-tuned, γ=0.5 noise, int8) × 10 rows (acc and
+    # acc_norm for 3 prompt formats; word_perplexity and loss for the FT and pretraining texts)
+    # + 4 × 2 prompt-spread rows + 2 forgetting rows + 2 learning-jump rows (2 epochs)
+    assert len(df) == 2 * (4 * 10 + 4 * 2 + 2 + 2)
     assert sorted(df["tokens"].unique()) == [8192, 16384]
     assert set(df["variant"]) == {"base", "finetuned", "perturbed"}
-    assert set(df["split"]) == {"id", "pretrain"}
-    assert set(df["metric"]) == {"acc", "acc_norm", "word_perplexity", "loss"}
+    assert set(df["split"]) == {"id", "pretrain", "ft_train"}
+    assert set(df["metric"]) == {
+        "acc", "acc_norm", "word_perplexity", "loss", "prompt_spread_acc", "prompt_spread_acc_norm",
+        "forgetting_loss", "forgetting_word_perplexity", "epoch1_loss_jump", "epoch1_loss_excess",
+    }
+    assert set(df["eval_task"]) >= {"synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"}
     ft = df[df["variant"] == "finetuned"]
     assert (ft["lr"] == 1e-3).all() and (ft["ft_task"] == "synth_ft").all()
-    assert df[df["variant"] == "perturbed"]["gamma"].eq(0.5).all()
+    assert (ft["ft_method"] == "full").all()
+    pert = df[df["variant"] == "perturbed"]
+    assert set(pert["perturbation"]) == {"gaussian", "rtn"}
+    assert pert[pert["perturbation"] == "gaussian"]["gamma"].eq(0.5).all()
+    assert pert[pert["perturbation"] == "rtn"]["bits"].eq(8).all()
     for name in ("noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric"):
         for ext in ("png", "pdf"):
             assert (root / "figures" / f"{name}.{ext}").stat().st_size > 1000
@@ -127,8 +136,26 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
         "finetune": 1,
         "evaluate_base": 1,
         "evaluate_finetuned": 1,
-        "evaluate_perturbed": 1,
+        "evaluate_perturbed": 2,
         "aggregate": 1,
         "figures": 1,
         "all": 1,
     }
+
+
+@pytest.mark.e2e
+def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
+    work, _ = micro_run
+    more = merge(MICRO, {"finetune": {"methods": ["full", "lora"], "l2": [0.0, 10.0]}})
+    r = snakemake(work, write_config(work / "more_methods.yaml", more), "-n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    # 2 checkpoints × (lora + full-l2 10 + lora-l2 10): the plain full runs are done already
+    assert job_counts(r.stdout) == {
+        "finetune": 6,
+        "evaluate_finetuned": 6,
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+    }
+    for run in ("lora-lr0.001-s0", "full-lr0.001-l210-s0", "lora-lr0.001-l210-s0"):
+        assert f"finetuned/tiny/tok8192/synth_ft/{run}" in r.stdout
