@@ -58,3 +58,28 @@ def micro_config():
     import copy
 
     return copy.deepcopy(MICRO)
+
+
+TINY_ARCH = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "init_std": 0.144}
+TINY_OPT = {
+    "lr": 3e-3, "weight_decay": 1.0, "betas": [0.9, 0.95], "schedule": "wsd",
+    "warmup_steps": 10, "decay_fraction": 0.2, "grad_clip": 1.0,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A small language on disk (language.npz, tok/, JSONL data) and a checkpoint ckpt/."""
+    import torch
+
+    from overtrain import corpus, train
+
+    d = tmp_path_factory.mktemp("study")
+    lang = corpus.build_language(topics=8, seed=3)
+    corpus.save_language(lang, d / "language.npz")
+    corpus.build_tokenizer(lang, d / "tok")
+    paths = corpus.write_task_data(lang, d, 32, 16, 40, seed=3)
+    torch.set_num_threads(1)
+    train.pretrain(d / "language.npz", d / "tok", d / "ckpt", budget_tokens=256 * 10,
+                   architecture=TINY_ARCH, optimizer=TINY_OPT, batch_size=8, seq_len=32, seed=0, data_seed=1)
+    return d, paths

@@ -6,25 +6,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from overtrain import analysis, corpus, models, train
+from overtrain import analysis, models, train
 
-ARCH = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "init_std": 0.144}
-OPT = {"lr": 3e-3, "weight_decay": 1.0, "betas": [0.9, 0.95], "schedule": "wsd", "warmup_steps": 100, "decay_fraction": 0.2, "grad_clip": 1.0}
 FT = dict(lr=3e-3, batch_size=8, max_len=32, warmup_steps=2, schedule="cosine", weight_decay=0.0, grad_clip=1.0, seed=0)
 LORA = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ft")
-    lang = corpus.build_language(topics=8, seed=3)
-    corpus.save_language(lang, d / "language.npz")
-    corpus.build_tokenizer(lang, d / "tok")
-    paths = corpus.write_task_data(lang, d, 32, 16, 40, seed=3)
-    torch.set_num_threads(1)
-    train.pretrain(d / "language.npz", d / "tok", d / "ckpt", budget_tokens=256 * 10, architecture=ARCH,
-                   optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1)
-    return d, paths
+def setup(tiny_study):
+    return tiny_study
 
 
 def weights(path, name="model.safetensors"):

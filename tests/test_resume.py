@@ -11,10 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from overtrain import corpus, train
-
-ARCH = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "init_std": 0.144}
-OPT = {"lr": 3e-3, "weight_decay": 1.0, "betas": [0.9, 0.95], "schedule": "wsd", "warmup_steps": 10, "decay_fraction": 0.2, "grad_clip": 1.0}
+from conftest import TINY_ARCH as ARCH
+from conftest import TINY_OPT as OPT
+from overtrain import train
 
 CALLS = {
     "pretrain": "train.pretrain(D/'language.npz', D/'tok', OUT, budget_tokens=256*600, architecture={arch}, "
@@ -25,16 +24,8 @@ CALLS = {
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("resume")
-    lang = corpus.build_language(topics=8, seed=3)
-    corpus.save_language(lang, d / "language.npz")
-    corpus.build_tokenizer(lang, d / "tok")
-    corpus.write_task_data(lang, d, 32, 16, 40, seed=3)
-    torch.set_num_threads(1)
-    train.pretrain(d / "language.npz", d / "tok", d / "ckpt", budget_tokens=256 * 10, architecture=ARCH,
-                   optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1)
-    return d
+def data(tiny_study):
+    return tiny_study[0]
 
 
 def launch(kind, d, out):

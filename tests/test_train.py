@@ -4,20 +4,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from overtrain import corpus, train
+from conftest import TINY_ARCH as ARCH
+from conftest import TINY_OPT
+from overtrain import train
 
-ARCH = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "init_std": 0.144}
-OPT = {"lr": 3e-3, "weight_decay": 1.0, "betas": [0.9, 0.95], "schedule": "wsd", "warmup_steps": 100, "decay_fraction": 0.2, "grad_clip": 1.0}
+OPT = {**TINY_OPT, "warmup_steps": 100}
 
 
 @pytest.fixture(scope="module")
-def lang_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    lang = corpus.build_language(topics=8, seed=3)
-    corpus.save_language(lang, d / "language.npz")
-    corpus.build_tokenizer(lang, d / "tok")
-    paths = corpus.write_task_data(lang, d, 32, 16, 40, seed=3)
-    return d, paths
+def lang_files(tiny_study):
+    return tiny_study
 
 
 def weights(path):
