@@ -6,6 +6,7 @@ workflow can be planned without torch.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -66,7 +67,18 @@ def checkpoints(config: dict) -> list[tuple[str, str]]:
             out += [(name, pretrain_ckpt_id(b)) for b in m["budgets"]]
         elif m["source"] == "local":
             out += [(name, ckpt) for ckpt in m["checkpoints"]]
+        elif m["source"] == "hub":
+            if not isinstance(m["revisions"], list):
+                raise ConfigError(f"models.{name}.revisions: the selector was not resolved")
+            out += [(name, rev) for rev in m["revisions"]]
     return out
+
+
+def synthetic_tasks_used(config: dict) -> bool:
+    """Whether any job needs the synthetic corpus (its data or its evaluation sets)."""
+    from_corpus = {"synth_ft"} | {t for t in eval_splits(config) if t.startswith("synth_")}
+    pretrain = any(m["source"] == "pretrain" for m in config["models"].values())
+    return pretrain or bool(from_corpus & (set(config["finetune"]["tasks"]) | set(eval_splits(config))))
 
 
 def finetune_runs(config: dict) -> list[tuple[str, str]]:
@@ -101,11 +113,11 @@ def eval_splits(config: dict) -> dict[str, str]:
             for variant in PROMPT_VARIANTS.get(task, []):
                 out.setdefault(variant, split)
     if ev["pretrain_loss"]:
-        out[PRETRAIN_TASK] = "pretrain"
+        out[ev["pretrain_task"]] = "pretrain"
     return out
 
 
-def check(config: dict, basedir: str | Path = ".") -> None:
+def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = frozenset()) -> None:
     """Checks beyond the schema: cross-key constraints and paths. Raises ConfigError."""
     names = set(config["models"])
     for name, m in config["models"].items():
@@ -135,6 +147,16 @@ def check(config: dict, basedir: str | Path = ".") -> None:
                         f"{key}.checkpoints.{ckpt}.path: directory {c['path']!r} does not exist"
                     )
     ft = config["finetune"]
+    allowed = {"synth_ft"} | set(known_ft_tasks) | set(ft["datasets"])
+    for i, task in enumerate(ft["tasks"]):
+        if task not in allowed:
+            raise ConfigError(
+                f"finetune.tasks[{i}]: unknown task {task!r}; allowed: {sorted(allowed)} "
+                "(or define it under finetune.datasets)"
+            )
+    for task, spec in ft["datasets"].items():
+        if task not in known_ft_tasks and ({"path", "format"} - set(spec)):
+            raise ConfigError(f"finetune.datasets.{task}: a new dataset needs 'path' and 'format'")
     if (ft["steps"] is None) == (ft["epochs"] is None):
         raise ConfigError("finetune: set exactly one of 'steps' and 'epochs' (the other to null)")
     eval_splits(config)
@@ -173,6 +195,12 @@ def explain_schema_error(config: dict, schema_path: str | Path) -> str:
         return f"{key}: {value!r} has the wrong type; expected {error.validator_value}"
     if kind in ("minItems", "minProperties"):
         return f"{key}: must have at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}"
+    if kind == "pattern":
+        return f"{key}: {value!r} is not allowed; it must match {error.validator_value}"
+    if kind == "oneOf":
+        return f"{key}: {value!r} is not allowed; expected one of: " + "; ".join(
+            json.dumps(sub_schema, default=str) for sub_schema in error.validator_value
+        )
     if kind == "required":
         return f"{key}: {error.message}"
     return f"{key}: {error.message}"

@@ -136,6 +136,8 @@ def evaluate_variant(
     max_length: int | None,
     trust_remote_code: bool = False,
     extra_rows: list[dict] = (),
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict:
     """Load one variant, evaluate it on every task, write {labels, tokens, rows} atomically."""
     import json
@@ -145,7 +147,7 @@ def evaluate_variant(
 
     meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
     model, tokenizer = load_variant(
-        checkpoint_dir, finetuned_dir, perturbation, trust_remote_code=trust_remote_code
+        checkpoint_dir, finetuned_dir, perturbation, trust_remote_code, device, dtype
     )
     rows = evaluate_model(
         model,

@@ -115,11 +115,24 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
 
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """auto → CUDA (bfloat16) when a GPU is present, else CPU (float32)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    return device, dtype
+
+
 def load_variant(
     checkpoint_dir: str | Path,
     finetuned_dir: str | Path | None = None,
     perturbation: dict | None = None,
     trust_remote_code: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
 ):
     """The one way to get (model, tokenizer) for a variant.
 
@@ -132,10 +145,11 @@ def load_variant(
         from peft import PeftModel
 
         require_safetensors(finetuned_dir)
-        base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code)
+        base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code, dtype=dtype)
         model = PeftModel.from_pretrained(base, str(finetuned_dir)).merge_and_unload()
     else:
-        model = load_model(source, trust_remote_code=trust_remote_code)
+        model = load_model(source, trust_remote_code=trust_remote_code, dtype=dtype)
+    model.to(device)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     if perturbation:
         from overtrain.perturb import apply

@@ -135,6 +135,7 @@ def run_steps(
     resume: Resume | None = None,
     anchor: dict | None = None,
     anchor_strength: float = 0.0,
+    grad_accum: int = 1,
 ) -> None:
     """Train steps [start, stop); append one log row per step.
 
@@ -158,9 +159,13 @@ def run_steps(
         lr = lr_for_step(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        input_ids, labels, attention_mask = batch_for_step(step)
-        loss = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask).loss
-        loss.backward()
+        batch = [t.to(model.device) if t is not None else None for t in batch_for_step(step)]
+        loss = 0.0
+        for k in range(grad_accum):  # micro-batches: same update, less memory
+            ids, labels, mask = (t[k::grad_accum] if t is not None else None for t in batch)
+            micro = model(input_ids=ids, labels=labels, attention_mask=mask).loss / grad_accum
+            micro.backward()
+            loss = loss + micro.detach()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], grad_clip
@@ -378,8 +383,9 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]], max_len: int):
     for prompt, completion in examples:
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        ids = ([tokenizer.bos_token_id] + p + c)[:max_len]
-        labels = ([-100] * (1 + len(p)) + c)[:max_len]
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        ids = (bos + p + c)[:max_len]
+        labels = ([-100] * (len(bos) + len(p)) + c)[:max_len]
         ids_list.append(ids)
         label_list.append(labels)
     width = max(len(x) for x in ids_list)
@@ -435,6 +441,10 @@ def finetune(
     lora: dict | None = None,
     l2: float = 0.0,
     save_every: int = 0,
+    grad_accum: int = 1,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
     betas: tuple[float, float] = (0.9, 0.95),
 ) -> dict:
     """Fine-tune for a fixed number of steps (or epochs); the data order is drawn from `seed`.
@@ -447,7 +457,9 @@ def finetune(
 
     from overtrain.models import load_variant, save_model
 
-    model, tokenizer = load_variant(checkpoint_dir)
+    model, tokenizer = load_variant(
+        checkpoint_dir, trust_remote_code=trust_remote_code, device=device, dtype=dtype
+    )
     examples = read_prompt_completion(train_jsonl)
     ids, labels, mask = encode_examples(tokenizer, examples, max_len)
     n = len(examples)
@@ -491,6 +503,7 @@ def finetune(
         resume,
         anchor,
         l2,
+        grad_accum,
     )
     for row in log:
         row["epoch"] = row["step"] * batch_size / n

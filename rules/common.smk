@@ -8,6 +8,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 from overtrain import config as grid  # noqa: E402
+from overtrain import checkpoints as sources  # noqa: E402
+from overtrain import data as ft_datasets  # noqa: E402
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")
@@ -17,16 +19,33 @@ except WorkflowError:
         f"Invalid config: {grid.explain_schema_error(config, schema)}"
     ) from None
 try:
-    grid.check(config)
+    grid.check(config, known_ft_tasks=set(ft_datasets.TASKS))
 except grid.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
+
+# Hub models: resolve revision selectors (Hub, else local cache) and every checkpoint's tokens
+# now, so that a bad name fails before any job runs.
+HUB_TOKENS = {}
+for _name, _m in config["models"].items():
+    if _m["source"] != "hub":
+        continue
+    try:
+        if isinstance(_m["revisions"], dict):
+            _available = sources.list_revisions(_m["repo"])
+            _m["revisions"] = sources.select_revisions(_m, _available)
+        for _rev in _m["revisions"]:
+            HUB_TOKENS[(_name, _rev)] = sources.checkpoint_tokens(_rev, _m)
+    except (ValueError, sources.HubError) as e:
+        raise WorkflowError(f"Invalid config: models.{_name}.revisions: {e}") from None
 
 R = f"results/{config['experiment']}"
 LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
 THREADS = config["compute"]["threads_per_job"]
+GPUS = config["compute"]["gpus_per_job"]
 SEQ_LEN = config["corpus"]["seq_len"]
 SPLITS = grid.eval_splits(config)
+NEEDS_CORPUS = grid.synthetic_tasks_used(config)
 
 
 def models_with_source(source):
@@ -43,11 +62,36 @@ CORPUS = {
     "ft_mc": f"{R}/corpus/ft_mc.jsonl",
     "ft_train": f"{R}/corpus/ft_train.jsonl",
 }
-EVAL_DATA = {k: CORPUS[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
-FT_DATA = {"synth_ft": CORPUS["ft_train"]}
+EVAL_DATA = (
+    {k: CORPUS[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
+    if any(t.startswith("synth_") for t in SPLITS)
+    else {}
+)
 
 CHECKPOINT = f"{R}/checkpoints/{{model}}/{{ckpt}}"
 FINETUNED = f"{R}/finetuned/{{model}}/{{ckpt}}/{{task}}/{{run}}"
+
+
+def ft_data(wildcards):
+    """The JSONL a fine-tune trains on: the corpus's task, or a prepared dataset."""
+    if wildcards.task == "synth_ft":
+        return CORPUS["ft_train"]
+    return f"{R}/ft_data/{wildcards.model}/{wildcards.task}.jsonl"
+
+
+def first_checkpoint(wildcards):
+    """Any checkpoint of the model: its tokenizer (and chat template) renders the data."""
+    ckpt = next(c for m, c in grid.checkpoints(config) if m == wildcards.model)
+    return f"{R}/checkpoints/{wildcards.model}/{ckpt}"
+
+
+def model_setting(key, default=None):
+    return lambda w: config["models"][w.model].get(key, default)
+
+
+def eval_max_length(w):
+    """Our tiny models know seq_len tokens; other models use their own context length."""
+    return SEQ_LEN if config["models"][w.model]["source"] == "pretrain" else None
 
 
 def eval_files():
@@ -74,7 +118,7 @@ def code_version(*modules):
     (Snakemake code triggers see only the script, not the package it imports.)
     """
     h = hashlib.sha256()
-    for name in ("atomic", "config") + modules:
+    for name in ("atomic",) + modules:
         h.update(Path(workflow.basedir, "overtrain", f"{name}.py").read_bytes())
     return h.hexdigest()[:16]
 

@@ -1,9 +1,9 @@
 EVAL_PARAMS = {
-    "code": code_version("evaluate", "models", "perturb", "analysis"),
+    "code": code_version("evaluate", "models", "perturb", "analysis", "config"),
     "splits": SPLITS,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
-    "max_length": SEQ_LEN,
+    "compute": config["compute"],
 }
 
 
@@ -23,8 +23,11 @@ rule evaluate_base:
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
+        gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        max_length=eval_max_length,
+        trust_remote_code=model_setting("trust_remote_code", False),
     script:
         "../scripts/evaluate.py"
 
@@ -46,8 +49,11 @@ rule evaluate_finetuned:
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
+        gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        max_length=eval_max_length,
+        trust_remote_code=model_setting("trust_remote_code", False),
     script:
         "../scripts/evaluate.py"
 
@@ -68,7 +74,10 @@ rule evaluate_perturbed:
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 30 * attempt,
+        gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        max_length=eval_max_length,
+        trust_remote_code=model_setting("trust_remote_code", False),
     script:
         "../scripts/evaluate.py"

@@ -22,6 +22,7 @@ rule pretrain:
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 60 * attempt,
+        gpu=GPUS,
     params:
         code=code_version("corpus", "train", "models"),
         # without the budget list: adding a budget must not rerun the others
@@ -50,6 +51,7 @@ rule pretrain_stable:
     resources:
         mem_mb=model_resources,
         runtime=lambda w, attempt: 120 * attempt,
+        gpu=GPUS,
     params:
         code=code_version("corpus", "train", "models"),
         model=lambda w: config["models"][w.model],
@@ -80,3 +82,27 @@ rule local_checkpoint:
         tokens=lambda w: config["models"][w.model]["checkpoints"][w.ckpt]["tokens"],
     script:
         "../scripts/local_checkpoint.py"
+
+
+rule hub_checkpoint:
+    output:
+        directory(CHECKPOINT),
+    log:
+        f"{LOGS}/hub_checkpoint/{{model}}/{{ckpt}}.log",
+    benchmark:
+        f"{BENCH}/hub_checkpoint/{{model}}/{{ckpt}}.tsv"
+    wildcard_constraints:
+        model=models_with_source("hub"),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda w, attempt: 60 * attempt,
+    params:
+        code=code_version("checkpoints"),
+        repo=model_setting("repo"),
+        tokens=lambda w: HUB_TOKENS[(w.model, w.ckpt)],
+        trust_remote_code=model_setting("trust_remote_code", False),
+    script:
+        "../scripts/hub_checkpoint.py"

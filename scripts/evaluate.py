@@ -31,7 +31,8 @@ elif "pert" in w.keys():
     else:
         labels.update(bits=perturbation["bits"])
 models.set_threads(snakemake.threads)
-data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
+device, dtype = models.resolve_device(snakemake.params.compute["device"], snakemake.params.compute["dtype"])
+data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc") if k in snakemake.input.keys()}
 evaluate.evaluate_variant(
     snakemake.output[0],
     snakemake.input.checkpoint,
@@ -44,4 +45,7 @@ evaluate.evaluate_variant(
     batch_size=snakemake.params.batch_size,
     max_length=snakemake.params.max_length,
     extra_rows=extra_rows,
+    trust_remote_code=snakemake.params.trust_remote_code,
+    device=device,
+    dtype=dtype,
 )

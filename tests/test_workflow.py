@@ -23,8 +23,10 @@ BAD = [
     ({"perturb": {"gaussian": {"gammas": [-0.1]}}}, "perturb.gaussian.gammas[0]: -0.1 is out of range"),
     ({"models": {"tiny": {"budgets": []}}}, "models.tiny.budgets: must have at least 1"),
     ({"models": {"tiny": {"batch_size": "many"}}}, "models.tiny.batch_size: 'many' has the wrong type"),
-    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local']"),
-    ({"evaluate": {"id": ["arc_sideways"]}}, "evaluate.id[0]: 'arc_sideways' is not allowed"),
+    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub']"),
+    ({"evaluate": {"id": ["arc easy!"]}}, "evaluate.id[0]: 'arc easy!' is not allowed; it must match"),
+    ({"finetune": {"tasks": ["hh_rlfh"]}}, "finetune.tasks[0]: unknown task 'hh_rlfh'; allowed: ["),
+    ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer']"),
     ({"models": {"tiny": {"budgets": [100]}}}, "models.tiny.budgets: [100] is less than one step"),
     ({"unknown_section": 1}, "<top level>: unknown key(s) ['unknown_section']"),
 ]
