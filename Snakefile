@@ -23,13 +23,16 @@ wildcard_constraints:
     task=r"[A-Za-z0-9_]+",
     run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
     pert=r"gauss-g[0-9.e+-]+-s[0-9]+|rtn-int[0-9]+",
+    group=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?",
 
 
 include: "rules/corpus.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/connectivity.smk"
 include: "rules/aggregate.smk"
+include: "rules/theory.smk"
 include: "rules/figures.smk"
 
 
@@ -37,4 +40,6 @@ rule all:
     default_target: True
     input:
         METRICS,
+        TABLES,
         FIGURES,
+        THEORY,

@@ -22,15 +22,19 @@ METRIC_COLUMNS = [
     "ft_method",
     "l2",
     "bits",
+    "alpha",
+    "soup",
+    "seeds",
     "eval_task",
     "split",
     "metric",
     "value",
 ]
 VARIANTS = ["base", "finetuned", "perturbed", "interpolated", "soup"]
-SPLITS = ["id", "ood", "pretrain", "ft_train"]
+SPLITS = ["id", "val", "ood", "pretrain", "ft_train"]
 LABEL_COLUMNS = [
-    "model", "ckpt", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits"
+    "model", "ckpt", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
+    "alpha", "soup", "seeds",
 ]
 # The columns of DESIGN.md's contract; the others (ft_method, l2, bits) sit between gamma and
 # eval_task.
@@ -41,8 +45,16 @@ CONTRACT_COLUMNS = [
 
 
 def rows_from_eval(result: dict) -> list[dict]:
-    """One evaluation JSON (labels + rows) → contract rows; absent labels stay empty."""
+    """One evaluation JSON → contract rows; absent labels stay empty.
+
+    A connectivity JSON contributes its path (variant interpolated, with alpha and the pair of
+    seeds) and its soups (variant soup, with the soup kind and its ingredients).
+    """
     labels = {c: result.get(c) for c in LABEL_COLUMNS}
+    if "interpolation" in result:
+        out = [{**labels, "tokens": result["tokens"], "variant": "interpolated", **r} for r in result["interpolation"]]
+        out += [{**labels, "tokens": result["tokens"], "variant": "soup", **r} for r in result["soups"]]
+        return out
     return [{**labels, "tokens": result["tokens"], **row} for row in result["rows"]]
 
 
@@ -52,6 +64,7 @@ def forgetting_rows(df: pd.DataFrame) -> pd.DataFrame:
     For a loss a positive value is forgetting; for an accuracy a negative one.
     """
     ft = df[(df["variant"] == "finetuned") & df["split"].isin(["pretrain", "ood"])]
+    ft = ft[~ft["metric"].str.startswith(("forgetting_", "prompt_spread_"))]
     base = df[df["variant"] == "base"][["model", "ckpt", "eval_task", "metric", "value"]]
     merged = ft.merge(base, on=["model", "ckpt", "eval_task", "metric"], suffixes=("", "_base"))
     merged["value"] = merged["value"] - merged["value_base"]
@@ -71,6 +84,7 @@ def prompt_spread_rows(df: pd.DataFrame) -> pd.DataFrame:
         keys = [c for c in METRIC_COLUMNS if c not in ("eval_task", "value")]
         g = d.groupby(keys, dropna=False)["value"]
         spread = (g.max() - g.min()).reset_index()
+        spread = spread[(g.count() == len(formats)).to_numpy()]  # every format evaluated
         spread["metric"] = "prompt_spread_" + spread["metric"]
         spread["eval_task"] = task
         parts.append(spread[METRIC_COLUMNS])
@@ -85,7 +99,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
         rows += rows_from_eval(json.loads(Path(path).read_text()))
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     df["tokens"] = df["tokens"].astype("int64")
-    for col in ("lr", "gamma", "l2"):
+    for col in ("lr", "gamma", "l2", "alpha"):
         df[col] = df[col].astype("float64")
     for col in ("seed", "bits"):
         df[col] = df[col].astype("Int64")
@@ -99,7 +113,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
     order = pd.Categorical(df["variant"], categories=VARIANTS, ordered=True)
     df = df.assign(_v=order).sort_values(
         ["model", "tokens", "_v", "ft_task", "ft_method", "lr", "l2", "perturbation", "gamma",
-         "bits", "seed", "split", "eval_task", "metric"],
+         "bits", "seed", "soup", "seeds", "alpha", "split", "eval_task", "metric"],
         kind="mergesort",
         na_position="first",
     )
@@ -146,49 +160,155 @@ def pretrain_loss_by_variant(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def epoch_jumps(losses: list[float], steps_per_epoch: float, window: int | None = None) -> list[dict]:
-    """The drop of training loss at each epoch boundary, against the drop inside epochs.
+# ---------------------------------------------------------------------------------------------
+# Analyses of the three studies (each returns a tidy table)
+# ---------------------------------------------------------------------------------------------
 
-    jump_e = mean(loss over the last m steps of epoch e) − mean(loss over the first m steps of
-    epoch e+1), m ≈ 5% of an epoch (≥ 1). The same difference of adjacent m-step windows taken
-    inside epochs gives the ordinary trend; `excess` = jump − that trend (the fast.ai "learning
-    jump" is a large positive excess).
+RUN_KEYS = ["model", "ckpt", "tokens", "ft_task", "ft_method", "l2"]
+
+
+def _finetuned(df: pd.DataFrame) -> pd.DataFrame:
+    ft = df[df["variant"] == "finetuned"].copy()
+    ft["ft_method"] = ft["ft_method"].fillna("full")
+    ft["l2"] = ft["l2"].fillna(0.0)
+    return ft
+
+
+def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
+    """The learning rate with the best validation score (mean over seeds) per checkpoint and task."""
+    ft = _finetuned(df)
+    val = ft[(ft["eval_task"] == select["task"]) & (ft["metric"] == select["metric"])]
+    if val.empty:
+        return pd.DataFrame(columns=RUN_KEYS + ["lr", "val_score", "n_seeds"])
+    means = val.groupby(RUN_KEYS + ["lr"], dropna=False)["value"].agg(["mean", "count"]).reset_index()
+    means = means.sort_values("mean", ascending=not select["higher_is_better"], kind="mergesort")
+    order = ["model", "ft_task", "ft_method", "l2", "tokens"]
+    best = means.groupby(RUN_KEYS, dropna=False).head(1).sort_values(order, kind="mergesort")
+    return best.rename(columns={"mean": "val_score", "count": "n_seeds"}).reset_index(drop=True)
+
+
+def tuned_metrics(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Every metric of the fine-tunes at the chosen learning rate (the paper's tuned-LR view)."""
+    ft = _finetuned(df)
+    ft = ft[~ft["split"].isin(["ft_train"])]
+    tuned = ft.merge(best[RUN_KEYS + ["lr"]], on=RUN_KEYS + ["lr"])
+    return tuned[METRIC_COLUMNS].reset_index(drop=True)
+
+
+def lr_trend(tokens: list[float], lrs: list[float]) -> str:
+    """Class of the optimal learning rate's trend with pretraining tokens.
+
+    constant: one learning rate everywhere; otherwise the sign of the log-log slope decides
+    increasing / decreasing, and a change of ≥ 10× over the range makes it "quickly".
     """
-    loss = np.asarray(losses, dtype=float)
-    m = window or max(1, int(round(0.05 * steps_per_epoch)))
-    boundaries = [
-        int(round(e * steps_per_epoch)) for e in range(1, int(len(loss) // steps_per_epoch) + 1)
-    ]
-    boundaries = [b for b in boundaries if m <= b <= len(loss) - m]
-    if not boundaries:
-        return []
-
-    def drop(t: int) -> float:
-        return float(loss[t - m : t].mean() - loss[t : t + m].mean())
-
-    inside = [t for t in range(m, len(loss) - m + 1) if all(abs(t - b) >= m for b in boundaries)]
-    trend = float(np.mean([drop(t) for t in inside])) if inside else 0.0
-    return [
-        {"epoch": e + 1, "jump": drop(b), "excess": drop(b) - trend}
-        for e, b in enumerate(boundaries)
-    ]
+    if len(set(lrs)) <= 1:
+        return "constant"
+    x, y = np.log(np.asarray(tokens, float)), np.log(np.asarray(lrs, float))
+    slope = np.polyfit(x, y, 1)[0]
+    first, last = np.exp(np.polyval([slope, np.polyfit(x, y, 1)[1]], [x.min(), x.max()]))
+    ratio = max(first, last) / min(first, last)
+    speed = "quickly" if ratio >= 10 else "slowly"
+    if abs(slope) < 1e-12:
+        return "constant"
+    return f"{speed} {'decreasing' if slope < 0 else 'increasing'}"
 
 
-def learning_jump_rows(train_log_csv: str | Path, task: str) -> list[dict]:
-    """Evaluation-style rows (split ft_train) for each epoch boundary of a fine-tune's log."""
-    log = pd.read_csv(train_log_csv)
-    if len(log) < 2 or log["epoch"].iloc[1] <= 0:
-        return []
-    steps_per_epoch = 1.0 / float(log["epoch"].iloc[1] - log["epoch"].iloc[0])
+def inflection(
+    curves: pd.DataFrame, higher_is_better: bool, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """T*: the budget where the seed-averaged metric is best, with a bootstrap interval.
+
+    `curves` has columns tokens, seed, value. Seeds are resampled with replacement; each
+    resample's mean curve gives a T*; the interval is its 2.5–97.5 percentile range. `interior`
+    says whether T* lies strictly inside the budget range (an inflection, not an end point).
+    """
+    wide = curves.pivot_table(index="tokens", columns="seed", values="value", aggfunc="mean", dropna=False)
+    wide = wide.dropna(axis=1)
+    tokens = wide.index.to_numpy()
+    values = wide.to_numpy()  # (budgets, seeds)
+    sign = 1 if higher_is_better else -1
+
+    def t_star(cols) -> float:
+        mean = values[:, cols].mean(axis=1)
+        return float(tokens[int(np.argmax(sign * mean))])
+
+    n = values.shape[1]
+    best = t_star(np.arange(n))
+    rng = np.random.default_rng(seed)
+    boots = [t_star(rng.integers(0, n, n)) for _ in range(n_boot)] if n > 1 else [best]
+    return {
+        "t_star": best,
+        "ci_low": float(np.percentile(boots, 2.5)),
+        "ci_high": float(np.percentile(boots, 97.5)),
+        "interior": bool(tokens.min() < best < tokens.max()),
+        "n_seeds": int(n),
+    }
+
+
+def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 1000) -> pd.DataFrame:
+    """T* of the held-out pretraining loss after each γ and each learning rate, and of every
+    in-distribution metric at the tuned learning rate."""
     rows = []
-    for j in epoch_jumps(log["loss"].tolist(), steps_per_epoch):
-        for name in ("jump", "excess"):
-            rows.append(
-                {
-                    "eval_task": task,
-                    "split": "ft_train",
-                    "metric": f"epoch{j['epoch']}_loss_{name}",
-                    "value": j[name],
-                }
-            )
-    return rows
+    pt = df[(df["split"] == "pretrain") & (df["metric"] == "loss")]
+    for model, m in pt.groupby("model"):
+        noisy = m[m["perturbation"] == "gaussian"]
+        for gamma, g in noisy.groupby("gamma"):
+            rows.append({"model": model, "condition": f"noise γ={gamma:g}", "eval_task": g["eval_task"].iloc[0],
+                         "metric": "loss", **inflection(g[["tokens", "seed", "value"]], False, n_boot)})
+        ft = _finetuned(m)
+        for (method, l2, lr), g in ft.groupby(["ft_method", "l2", "lr"]):
+            label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "")
+            rows.append({"model": model, "condition": label, "eval_task": g["eval_task"].iloc[0],
+                         "metric": "loss", **inflection(g[["tokens", "seed", "value"]], False, n_boot)})
+    if best is not None and not best.empty:
+        tuned = tuned_metrics(df, best)
+        ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]
+        for (model, task, split, metric), g in ident.groupby(["model", "eval_task", "split", "metric"]):
+            rows.append({"model": model, "condition": f"tuned lr ({split})", "eval_task": task, "metric": metric,
+                         **inflection(g[["tokens", "seed", "value"]], metric == "acc", n_boot)})
+    columns = ["model", "condition", "eval_task", "metric", "t_star", "ci_low", "ci_high", "interior", "n_seeds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def finetune_gain(df: pd.DataFrame) -> pd.DataFrame:
+    """Amuro & Char's latent improvement: fine-tuned − base score per task and checkpoint
+    (mean over seeds), beside the base score it starts from."""
+    keep = df["metric"].isin(["acc", "loss"]) & df["split"].isin(["id", "ood", "pretrain", "val"])
+    base = df[(df["variant"] == "base") & keep][["model", "ckpt", "tokens", "eval_task", "split", "metric", "value"]]
+    ft = _finetuned(df[keep])
+    ft = ft.groupby(RUN_KEYS + ["lr", "eval_task", "split", "metric"], dropna=False)["value"].mean().reset_index()
+    out = ft.merge(base.rename(columns={"value": "base"}), on=["model", "ckpt", "tokens", "eval_task", "split", "metric"])
+    out = out.rename(columns={"value": "finetuned"})
+    out["gain"] = out["finetuned"] - out["base"]
+    return out.sort_values(["model", "tokens", "eval_task", "metric", "lr"], kind="mergesort").reset_index(drop=True)
+
+
+def connectivity_tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Barriers (and L2 distances) per pair, and soup gains over the best single fine-tune."""
+    barriers, soups = [], []
+    for r in results:
+        keys = {k: r.get(k) for k in ("model", "ckpt", "tokens", "ft_task", "ft_method", "lr", "l2")}
+        barriers += [{**keys, **b} for b in r["barriers"]]
+        singles = {}
+        for row in r["interpolation"]:
+            if row["alpha"] in (0.0, 1.0):
+                seed = row["seeds"].split("+")[0 if row["alpha"] == 0.0 else 1]
+                singles[(seed, row["eval_task"], row["metric"])] = row["value"]
+        for row in r["soups"]:
+            members = row["seeds"].split("+")
+            vals = [singles.get((s, row["eval_task"], row["metric"])) for s in members]
+            if row["metric"] not in ("acc", "loss") or None in vals:
+                continue
+            higher = row["metric"] == "acc"
+            all_singles = [v for (s, t, m), v in singles.items() if t == row["eval_task"] and m == row["metric"]]
+            best = max(all_singles) if higher else min(all_singles)
+            gain = row["value"] - best if higher else best - row["value"]
+            soups.append({**keys, "soup": row["soup"], "ingredients": row["seeds"], "eval_task": row["eval_task"],
+                          "split": row["split"], "metric": row["metric"], "value": row["value"],
+                          "best_single": best, "gain": gain})
+    keys = ["model", "ckpt", "tokens", "ft_task", "ft_method", "lr", "l2"]
+    return (
+        pd.DataFrame(barriers, columns=keys + ["seeds", "eval_task", "split", "metric", "barrier"]),
+        pd.DataFrame(soups, columns=keys + ["soup", "ingredients", "eval_task", "split", "metric",
+                                            "value", "best_single", "gain"]),
+    )

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-SPLITS = ("id", "ood", "pretrain")
+SPLITS = ("id", "val", "ood", "pretrain")
 PRETRAIN_TASK = "synth_pretrain_ppl"
 # Prompt formats evaluated beside a task when evaluate.prompt_variants is on (training template
 # first). Kept here, not in overtrain.evaluate, so planning the DAG needs no lm-eval.
@@ -82,15 +82,44 @@ def synthetic_tasks_used(config: dict) -> bool:
 
 
 def finetune_runs(config: dict) -> list[tuple[str, str]]:
-    """(task, run) pairs fine-tuned from every checkpoint."""
-    ft = config["finetune"]
-    return [
+    """(task, run) pairs fine-tuned from every checkpoint: the grid, plus the extra seeds that
+    connectivity needs at its learning rates."""
+    ft, conn = config["finetune"], config["connectivity"]
+    runs = [
         (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
         for method in ft["methods"]
         for lr in ft["learning_rates"]
         for l2 in ft["l2"]
         for seed in ft["seeds"]
+    ]
+    runs += [
+        (task, run_id(lr, seed, method, l2))
+        for task in ft["tasks"]
+        for method in ft["methods"]
+        for lr in conn["learning_rates"]
+        for l2 in ft["l2"]
+        for seed in conn["seeds"]
+    ]
+    return list(dict.fromkeys(runs))
+
+
+def group_id(lr: float, method: str = "full", l2: float = 0.0) -> str:
+    """A run id without its seed: the fine-tunes that connectivity compares."""
+    return run_id(lr, 0, method, l2).rsplit("-s", 1)[0]
+
+
+def connectivity_groups(config: dict) -> list[tuple[str, str, list[int]]]:
+    """(task, group, seeds) of every connectivity job per checkpoint."""
+    ft, conn = config["finetune"], config["connectivity"]
+    if len(conn["seeds"]) < 2:
+        return []
+    return [
+        (task, group_id(lr, method, l2), sorted(conn["seeds"]))
+        for task in ft["tasks"]
+        for method in ft["methods"]
+        for lr in conn["learning_rates"]
+        for l2 in ft["l2"]
     ]
 
 
@@ -103,7 +132,11 @@ def perturbations(config: dict) -> list[str]:
 def eval_splits(config: dict) -> dict[str, str]:
     """Every evaluation task → its split (id | ood | pretrain)."""
     ev = config["evaluate"]
-    out = {t: "id" for t in ev["id"]}
+    out = {t: "val" for t in ev["val"]}
+    for t in ev["id"]:
+        if t in out:
+            raise ConfigError(f"evaluate: task {t!r} is listed in both 'val' and 'id'")
+        out[t] = "id"
     for t in ev["ood"]:
         if t in out:
             raise ConfigError(f"evaluate: task {t!r} is listed in both 'id' and 'ood'")
@@ -159,7 +192,18 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
             raise ConfigError(f"finetune.datasets.{task}: a new dataset needs 'path' and 'format'")
     if (ft["steps"] is None) == (ft["epochs"] is None):
         raise ConfigError("finetune: set exactly one of 'steps' and 'epochs' (the other to null)")
-    eval_splits(config)
+    splits = eval_splits(config)
+    conn = config["connectivity"]
+    if conn["learning_rates"] and len(conn["seeds"]) < 2:
+        raise ConfigError("connectivity.seeds: needs at least 2 seeds to compare fine-tunes")
+    missing = [t for t in conn["tasks"] if t not in splits]
+    if conn["learning_rates"] and missing:
+        raise ConfigError(f"connectivity.tasks: {missing} are not evaluated (add them to evaluate)")
+    select = config["analysis"]["select"]
+    if select is not None and select["task"] not in splits:
+        raise ConfigError(
+            f"analysis.select.task: {select['task']!r} is not evaluated (add it to evaluate)"
+        )
     if not names:
         raise ConfigError("models: at least one model is required")
 

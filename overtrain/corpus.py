@@ -241,7 +241,10 @@ def write_task_data(
     n_train: int,
     seed: int,
 ) -> dict[str, Path]:
-    """Held-out pretraining text, fine-tuning train/held-out text and MC items, as JSONL.
+    """Held-out pretraining text, fine-tuning train / validation / test text and MC items, as JSONL.
+
+    The validation text (ft_val) is for choosing learning rates, the held-out text (ft_heldout)
+    and MC items for reporting: a learning rate is never chosen on the numbers it is judged by.
 
     Fine-tuning examples are prompt/completion pairs: the loss is on the completion only, so the
     unpredictable first word after ``<ft>`` is context, as for instruction data later.
@@ -252,6 +255,7 @@ def write_task_data(
     paths = {
         "pretrain_heldout": out / "pretrain_heldout.jsonl",
         "ft_heldout": out / "ft_heldout.jsonl",
+        "ft_val": out / "ft_val.jsonl",
         "ft_mc": out / "ft_mc.jsonl",
         "ft_train": out / "ft_train.jsonl",
     }
@@ -261,8 +265,12 @@ def write_task_data(
     _write_jsonl(paths["ft_heldout"], [{"text": to_text(lang, d)} for d in docs])
     _write_jsonl(paths["ft_mc"], multiple_choice_items(lang, n_eval, seq_len // 3, rng))
     docs = sample_finetune(lang, n_train, seq_len, rng)
+    # drawn after the others, so adding it left every other file unchanged
+    val_rng = np.random.default_rng([seed, 3])
     rows = [{"prompt": to_text(lang, d[:3]), "completion": to_text(lang, d[3:])} for d in docs]
     _write_jsonl(paths["ft_train"], rows)
+    docs = sample_finetune(lang, n_eval, seq_len, val_rng)
+    _write_jsonl(paths["ft_val"], [{"text": to_text(lang, d)} for d in docs])
     return paths
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 SYNTHETIC_TASKS = {
     "synth_pretrain_ppl": ("pretrain_heldout", "loglikelihood_rolling", ["word_perplexity"], None),
     "synth_ft_ppl": ("ft_heldout", "loglikelihood_rolling", ["word_perplexity"], None),
+    "synth_ft_val_ppl": ("ft_val", "loglikelihood_rolling", ["word_perplexity"], None),
     "synth_ft_mc": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context"),
     "synth_ft_mc_instruct": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context_instruct"),
     "synth_ft_mc_raw": ("ft_mc", "multiple_choice", ["acc", "acc_norm"], "context_raw"),

@@ -62,8 +62,9 @@ CORPUS = {
     "ft_mc": f"{R}/corpus/ft_mc.jsonl",
     "ft_train": f"{R}/corpus/ft_train.jsonl",
 }
+CORPUS["ft_val"] = f"{R}/corpus/ft_val.jsonl"
 EVAL_DATA = (
-    {k: CORPUS[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc")}
+    {k: CORPUS[k] for k in ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc")}
     if any(t.startswith("synth_") for t in SPLITS)
     else {}
 )
@@ -105,11 +106,49 @@ def eval_files():
     return out
 
 
+def connectivity_files():
+    out = []
+    for model, ckpt in grid.checkpoints(config):
+        for task, group, _seeds in grid.connectivity_groups(config):
+            out.append(f"{R}/connectivity/{model}/{ckpt}/{task}/{group}.json")
+    return out
+
+
+def connectivity_inputs(wildcards):
+    seeds = config["connectivity"]["seeds"]
+    d = f"{R}/finetuned/{wildcards.model}/{wildcards.ckpt}/{wildcards.task}"
+    return [f"{d}/{wildcards.group}-s{s}" for s in seeds]
+
+
 METRICS = f"{R}/tables/metrics.csv"
-FIGURE_NAMES = ["noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric"]
+FIGURE_NAMES = [
+    "noise_pretrain_loss",
+    "finetune_pretrain_loss",
+    "finetune_task_metric",
+    "quantization_pretrain_loss",
+    "tuned_learning_rate",
+    "finetune_gain",
+    "prompt_sensitivity",
+    "connectivity",
+]
 FIGURES = [
     f"{R}/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")
 ]
+ANALYSIS_TABLES = [
+    "best_lr",
+    "lr_trend",
+    "tuned",
+    "inflection",
+    "finetune_gain",
+    "barriers",
+    "soups",
+]
+TABLES = [f"{R}/tables/{name}.csv" for name in ANALYSIS_TABLES]
+THEORY = (
+    [f"{R}/tables/theory.csv", f"{R}/figures/theory.png", f"{R}/figures/theory.pdf"]
+    if config["theory"]["enabled"]
+    else []
+)
 
 
 def code_version(*modules):

@@ -4,6 +4,7 @@ rule synthetic_corpus:
         tokenizer=directory(CORPUS["tokenizer"]),
         pretrain_heldout=CORPUS["pretrain_heldout"],
         ft_heldout=CORPUS["ft_heldout"],
+        ft_val=CORPUS["ft_val"],
         ft_mc=CORPUS["ft_mc"],
         ft_train=CORPUS["ft_train"],
     log:

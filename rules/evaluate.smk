@@ -1,5 +1,5 @@
 EVAL_PARAMS = {
-    "code": code_version("evaluate", "models", "perturb", "analysis", "config"),
+    "code": code_version("evaluate", "models", "perturb", "curves", "config"),
     "splits": SPLITS,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],

@@ -1,6 +1,7 @@
 rule figures:
     input:
-        METRICS,
+        **{name: f"{R}/tables/{name}.csv" for name in ANALYSIS_TABLES},
+        metrics=METRICS,
     output:
         **{
             f"{name}_png": report(

@@ -4,7 +4,7 @@ start(snakemake)
 
 from pathlib import Path  # noqa: E402
 
-from overtrain import analysis, evaluate, models  # noqa: E402
+from overtrain import curves, evaluate, models  # noqa: E402
 from overtrain.config import parse_run_id  # noqa: E402
 from overtrain.perturb import parse_perturbation  # noqa: E402
 
@@ -22,7 +22,7 @@ if "run" in w.keys():
         seed=run["seed"],
     )
     finetuned = snakemake.input.finetuned
-    extra_rows = analysis.learning_jump_rows(Path(finetuned, "train_log.csv"), w.task)
+    extra_rows = curves.learning_jump_rows(Path(finetuned, "train_log.csv"), w.task)
 elif "pert" in w.keys():
     perturbation = parse_perturbation(w.pert)
     labels.update(variant="perturbed", perturbation=perturbation["kind"])
@@ -32,7 +32,7 @@ elif "pert" in w.keys():
         labels.update(bits=perturbation["bits"])
 models.set_threads(snakemake.threads)
 device, dtype = models.resolve_device(snakemake.params.compute["device"], snakemake.params.compute["dtype"])
-data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_mc") if k in snakemake.input.keys()}
+data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc") if k in snakemake.input.keys()}
 evaluate.evaluate_variant(
     snakemake.output[0],
     snakemake.input.checkpoint,

@@ -28,6 +28,9 @@ MICRO = {
     "finetune": {"learning_rates": [1.0e-3], "steps": None, "epochs": 2, "batch_size": 8, "warmup_steps": 2},
     "perturb": {"gaussian": {"gammas": [0.5], "seeds": [0]}, "quantize": {"bits": [8]}},
     "evaluate": {"limit": 16, "batch_size": 16},
+    "connectivity": {"learning_rates": [1.0e-3], "seeds": [0, 1], "alphas": 3, "limit": 16},
+    "analysis": {"bootstrap": 50},
+    "theory": {"points": 5},
 }
 
 

@@ -39,7 +39,7 @@ def test_metrics_table_follows_the_contract(tmp_path):
     analysis.write_csv(df, out)
     back = pd.read_csv(out)
     assert list(back.columns) == analysis.METRIC_COLUMNS
-    assert ",base,,,,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
+    assert ",base,,,,,,,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
 
     summary = analysis.pretrain_loss_by_variant(df)
     row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "noise γ=0.1")]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from overtrain import analysis, models, train
+from overtrain import curves, models, train
 
 FT = dict(lr=3e-3, batch_size=8, max_len=32, warmup_steps=2, schedule="cosine", weight_decay=0.0, grad_clip=1.0, seed=0)
 LORA = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
@@ -59,7 +59,7 @@ def test_epochs_set_the_steps_and_the_log(setup, tmp_path):
     assert meta["steps"] == 10 and meta["epochs"] == 2  # 40 examples, 8 per step
     rows = list(csv.DictReader(open(tmp_path / "ep" / "train_log.csv")))
     assert [float(r["epoch"]) for r in rows][::5] == [0.0, 1.0]
-    assert len(analysis.learning_jump_rows(tmp_path / "ep" / "train_log.csv", "synth_ft")) == 2
+    assert len(curves.learning_jump_rows(tmp_path / "ep" / "train_log.csv", "synth_ft")) == 2
     with pytest.raises(ValueError, match="exactly one"):
         train.finetune_steps(40, 8, steps=10, epochs=2)
 
@@ -67,11 +67,11 @@ def test_epochs_set_the_steps_and_the_log(setup, tmp_path):
 def test_learning_jump_on_a_staircase():
     # 3 epochs of 20 steps: a slow decline inside epochs, a drop of 0.5 at each boundary
     losses = [3.0 - 0.01 * s - 0.5 * (s // 20) for s in range(60)]
-    jumps = analysis.epoch_jumps(losses, 20, window=2)
+    jumps = curves.epoch_jumps(losses, 20, window=2)
     assert [j["epoch"] for j in jumps] == [1, 2]
     for j in jumps:
         # windows of 2: trend drop = 0.02; at a boundary 0.02 + 0.5
         assert j["jump"] == pytest.approx(0.52)
         assert j["excess"] == pytest.approx(0.5)
-    smooth = analysis.epoch_jumps([3.0 - 0.01 * s for s in range(60)], 20, window=2)
+    smooth = curves.epoch_jumps([3.0 - 0.01 * s for s in range(60)], 20, window=2)
     assert all(j["excess"] == pytest.approx(0.0, abs=1e-12) for j in smooth)

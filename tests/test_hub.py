@@ -150,7 +150,7 @@ def test_hub_source_end_to_end_offline(hf_home, tmp_path):
     df = pd.read_csv(tmp_path / "results" / "hub" / "tables" / "metrics.csv")
     assert sorted(df["ckpt"].unique()) == ["step1000-tokens4B", "step2000-tokens8B"]
     assert dict(zip(df["ckpt"], df["tokens"])) == {"step1000-tokens4B": 4 * 10**9, "step2000-tokens8B": 8 * 10**9}
-    assert set(df["variant"]) == {"base", "finetuned", "perturbed"}
+    assert set(df["variant"]) == {"base", "finetuned", "perturbed", "interpolated", "soup"}
     assert set(df[df["variant"] == "finetuned"]["ft_task"]) == {"hh_local"}
     prepared = (tmp_path / "results/hub/ft_data/tiny_hub/hh_local.jsonl").read_text().splitlines()
     assert len(prepared) == 32 and json.loads(prepared[0])["prompt"].startswith("### Instruction:")

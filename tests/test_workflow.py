@@ -72,18 +72,30 @@ def test_micro_study_end_to_end(micro_run):
     root = work / "results" / "micro"
     df = pd.read_csv(root / "tables" / "metrics.csv")
     assert list(df.columns) == METRIC_COLUMNS
-    # per checkpoint: 4 evaluations (base, fine-tuned, γ=0.5 noise, int8) × 10 rows (acc and
-    # acc_norm for 3 prompt formats; word_perplexity and loss for the FT and pretraining texts)
-    # + 4 × 2 prompt-spread rows + 2 forgetting rows + 2 learning-jump rows (2 epochs)
-    assert len(df) == 2 * (4 * 10 + 4 * 2 + 2 + 2)
+    # per checkpoint: 5 evaluations (base, fine-tunes of seeds 0 and 1, γ=0.5 noise, int8)
+    # × 12 rows (acc and acc_norm for 3 prompt formats; word_perplexity and loss for the FT
+    # validation, FT test and pretraining texts) + 5 × 2 prompt-spread rows + 2 × 2 forgetting
+    # rows + 2 × 2 learning-jump rows (2 epochs) + the connectivity job's 3 α × 6 path rows and
+    # 2 soups × 6 rows
+    per_ckpt = 5 * 12 + 5 * 2 + 2 * 2 + 2 * 2 + 3 * 6 + 2 * 6
+    assert len(df) == 2 * per_ckpt
+    counts = df.groupby("variant").size().to_dict()
+    assert counts == {"base": 2 * 14, "finetuned": 2 * (2 * 14 + 4 + 4), "perturbed": 2 * 2 * 14,
+                      "interpolated": 2 * 18, "soup": 2 * 12}
     assert sorted(df["tokens"].unique()) == [8192, 16384]
-    assert set(df["variant"]) == {"base", "finetuned", "perturbed"}
-    assert set(df["split"]) == {"id", "pretrain", "ft_train"}
+    assert set(df["split"]) == {"id", "val", "pretrain", "ft_train"}
     assert set(df["metric"]) == {
         "acc", "acc_norm", "word_perplexity", "loss", "prompt_spread_acc", "prompt_spread_acc_norm",
         "forgetting_loss", "forgetting_word_perplexity", "epoch1_loss_jump", "epoch1_loss_excess",
     }
-    assert set(df["eval_task"]) >= {"synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"}
+    assert set(df["eval_task"]) >= {"synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw", "synth_ft_val_ppl"}
+    interp = df[df["variant"] == "interpolated"]
+    assert sorted(interp["alpha"].unique()) == [0.0, 0.5, 1.0] and set(interp["seeds"]) == {"0+1"}
+    assert set(df[df["variant"] == "soup"]["soup"]) == {"uniform", "greedy"}
+    for name in ("best_lr", "lr_trend", "tuned", "inflection", "finetune_gain", "barriers", "soups", "theory"):
+        assert len(pd.read_csv(root / "tables" / f"{name}.csv")) > 0, name
+    barriers = pd.read_csv(root / "tables" / "barriers.csv")
+    assert set(barriers["metric"]) == {"loss", "acc", "l2_distance"}
     ft = df[df["variant"] == "finetuned"]
     assert (ft["lr"] == 1e-3).all() and (ft["ft_task"] == "synth_ft").all()
     assert (ft["ft_method"] == "full").all()
@@ -91,7 +103,9 @@ def test_micro_study_end_to_end(micro_run):
     assert set(pert["perturbation"]) == {"gaussian", "rtn"}
     assert pert[pert["perturbation"] == "gaussian"]["gamma"].eq(0.5).all()
     assert pert[pert["perturbation"] == "rtn"]["bits"].eq(8).all()
-    for name in ("noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric"):
+    for name in ("noise_pretrain_loss", "finetune_pretrain_loss", "finetune_task_metric", "theory",
+                 "quantization_pretrain_loss", "tuned_learning_rate", "finetune_gain",
+                 "prompt_sensitivity", "connectivity"):
         for ext in ("png", "pdf"):
             assert (root / "figures" / f"{name}.{ext}").stat().st_size > 1000
     ckpt = root / "checkpoints" / "tiny" / "tok8192"
@@ -122,6 +136,7 @@ def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
         "finetune": 2,
         "evaluate_finetuned": 2,
         "aggregate": 1,
+        "analyses": 1,
         "figures": 1,
         "all": 1,
     }
@@ -135,11 +150,13 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert job_counts(r.stdout) == {
         "pretrain": 1,
-        "finetune": 1,
+        "finetune": 2,
         "evaluate_base": 1,
-        "evaluate_finetuned": 1,
+        "evaluate_finetuned": 2,
         "evaluate_perturbed": 2,
+        "connectivity": 1,
         "aggregate": 1,
+        "analyses": 1,
         "figures": 1,
         "all": 1,
     }
@@ -151,11 +168,14 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
     more = merge(MICRO, {"finetune": {"methods": ["full", "lora"], "l2": [0.0, 10.0]}})
     r = snakemake(work, write_config(work / "more_methods.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    # 2 checkpoints × (lora + full-l2 10 + lora-l2 10): the plain full runs are done already
+    # 2 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's): the plain
+    # full runs are done already; each new group gets its connectivity job
     assert job_counts(r.stdout) == {
-        "finetune": 6,
-        "evaluate_finetuned": 6,
+        "finetune": 12,
+        "evaluate_finetuned": 12,
+        "connectivity": 6,
         "aggregate": 1,
+        "analyses": 1,
         "figures": 1,
         "all": 1,
     }

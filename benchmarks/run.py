@@ -1,0 +1,385 @@
+"""overtrain's benchmarks: where the time goes. One command runs them all:
+
+    python benchmarks/run.py            # full (the default study takes ~5 minutes of it)
+    python benchmarks/run.py --smoke    # seconds-scale versions, as CI runs them
+
+Writes benchmarks/results.md (and results.json). Every comparison is a ratio measured in one run
+on the same machine, so it does not depend on how fast the machine is that day:
+
+P1  the default study's wall time, the per-rule breakdown from Snakemake's benchmark files, and
+    the share of the jobs' time spent starting a Python process and importing their libraries;
+P2  training throughput of overtrain's pretraining and fine-tuning loop vs a bare PyTorch loop on
+    the same model, batch and threads; achieved FLOP/s vs a large fp32 matmul;
+P3  evaluation time of overtrain's evaluation step vs a bare lm_eval.simple_evaluate;
+P4  `snakemake -n` wall time on a generated grid of ~10,000 jobs;
+P5  rerun minimality: jobs scheduled after adding one learning rate vs the jobs that must run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+MICRO = {
+    "experiment": "bench",
+    "corpus": {"topics": 8, "eval_docs": 32, "ft_train_docs": 32, "seq_len": 32},
+    "models": {"tiny": {"source": "pretrain", "budgets": [8192, 16384], "batch_size": 16,
+                        "architecture": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
+                        "optimizer": {"warmup_steps": 4}}},
+    "finetune": {"learning_rates": [1.0e-3], "steps": 6, "batch_size": 8, "warmup_steps": 2},
+    "perturb": {"gaussian": {"gammas": [0.5], "seeds": [0]}, "quantize": {"bits": [8]}},
+    "evaluate": {"limit": 16, "batch_size": 16},
+    "connectivity": {"learning_rates": [1.0e-3], "seeds": [0, 1], "alphas": 3, "limit": 16},
+    "analysis": {"bootstrap": 50},
+    "theory": {"points": 5},
+}
+
+
+def snakemake(workdir: Path, configfile: Path | None, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfile:
+        cmd += ["--configfile", str(configfile)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=workdir)
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    block = stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def seconds_of(command: str) -> float:
+    """Wall time of a fresh Python process running `command` (median of 3)."""
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", command], check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------------------------- P1
+MODEL_IMPORTS = (
+    f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; "
+    "from overtrain import models, evaluate, train; import lm_eval; "
+    "from lm_eval.models.huggingface import HFLM; from transformers import LlamaForCausalLM"
+)
+TABLE_IMPORTS = f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; from overtrain import plots"
+LIGHT_RULES = {"aggregate", "analyses", "figures", "theory"}
+
+
+def p1_default_study(config: dict | None) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="overtrain-p1-"))
+    configfile = None
+    if config is not None:
+        configfile = work / "config.yaml"
+        configfile.write_text(yaml.safe_dump(config))
+    else:
+        shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    t = time.perf_counter()
+    r = snakemake(work, configfile, "--cores", "2")
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    experiment = (config or yaml.safe_load((REPO / "config.yaml").read_text()))["experiment"]
+    bench = work / "results" / experiment / "benchmarks"
+    per_rule: dict[str, list[float]] = {}
+    for f in bench.rglob("*.tsv"):
+        rule = f.relative_to(bench).parts[0].removesuffix(".tsv")
+        rule = "evaluate" if rule == "evaluate" else rule
+        seconds = float(f.read_text().splitlines()[1].split("\t")[0])
+        per_rule.setdefault(rule, []).append(seconds)
+    startup_model, startup_table = seconds_of(MODEL_IMPORTS), seconds_of(TABLE_IMPORTS)
+    total = sum(sum(v) for v in per_rule.values())
+    startup = sum(len(v) * (startup_table if k in LIGHT_RULES else startup_model) for k, v in per_rule.items())
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "wall_s": wall,
+        "jobs": sum(len(v) for v in per_rule.values()),
+        "job_seconds": total,
+        "per_rule": {k: {"jobs": len(v), "total_s": sum(v), "mean_s": sum(v) / len(v)} for k, v in sorted(per_rule.items())},
+        "startup_model_job_s": startup_model,
+        "startup_table_job_s": startup_table,
+        "startup_share": startup / total,
+    }
+
+
+# --------------------------------------------------------------------------------------------- P2
+def p2_training(steps: int, threads: int = 1) -> dict:
+    import torch
+
+    from overtrain import corpus, models, train
+
+    torch.set_num_threads(threads)
+    lang = corpus.build_language()
+    arch = {"hidden": 48, "layers": 2, "heads": 4, "intermediate": 192, "init_std": 0.144}
+    batch, seq = 32, 64
+    batches = [torch.from_numpy(corpus.pretrain_batch(lang, s, batch, seq, 1)) for s in range(steps)]
+
+    def fresh():
+        m = models.make_llama(lang.vocab_size, max_len=seq, seed=0, **arch)
+        return m, train.make_optimizer(m, 3e-3, 1.0, (0.9, 0.95))
+
+    def bare(m, opt) -> float:  # the same work with nothing of ours around it
+        m.train()
+        t = time.perf_counter()
+        for x in batches:
+            loss = m(input_ids=x, labels=x).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    def ours(m, opt) -> float:  # overtrain's loop, generating its data per step as pretrain does
+        def batch_for_step(step):
+            ids = torch.from_numpy(corpus.pretrain_batch(lang, step, batch, seq, 1))
+            labels = ids.clone()
+            labels[:, : train.PRETRAIN_UNSCORED] = -100
+            return ids, labels, None
+
+        t = time.perf_counter()
+        train.run_steps(m, opt, batch_for_step, lambda s: 3e-3, 0, steps, 1.0, [])
+        return time.perf_counter() - t
+
+    def ours_finetune(m, opt) -> float:  # the fine-tuning path: masks, padding, per-epoch order
+        ids = torch.cat(batches)[: batch * 8]
+        labels = ids.clone()
+        labels[:, :3] = -100
+        mask = torch.ones_like(ids)
+        order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))
+
+        def batch_for_step(step):
+            idx = order[(step * batch) % len(ids) :][:batch]
+            return ids[idx], labels[idx], mask[idx]
+
+        t = time.perf_counter()
+        train.run_steps(m, opt, batch_for_step, lambda s: 1e-3, 0, steps, 1.0, [])
+        return time.perf_counter() - t
+
+    fresh_pair = fresh()
+    bare(*fresh_pair)  # warm-up
+    runs = {"bare": [], "pretrain": [], "finetune": []}
+    for _ in range(3):
+        runs["bare"].append(bare(*fresh()))
+        runs["pretrain"].append(ours(*fresh()))
+        runs["finetune"].append(ours_finetune(*fresh()))
+    tokens = steps * batch * seq
+    tps = {k: tokens / statistics.median(v) for k, v in runs.items()}
+    m = fresh()[0]
+    n_params = models.n_parameters(m)
+    a = torch.randn(2048, 2048)
+    b = torch.randn(2048, 2048)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    matmul_flops = 5 * 2 * 2048**3 / (time.perf_counter() - t)
+    achieved = 6 * n_params * tps["pretrain"]
+    return {
+        "threads": threads,
+        "tokens_per_s": tps,
+        "pretrain_vs_bare": tps["pretrain"] / tps["bare"],
+        "finetune_vs_bare": tps["finetune"] / tps["bare"],
+        "params": n_params,
+        "achieved_flops": achieved,
+        "matmul_flops": matmul_flops,
+        "flops_ratio": achieved / matmul_flops,
+    }
+
+
+# --------------------------------------------------------------------------------------------- P3
+def p3_evaluation(limit: int, repeats: int = 3) -> dict:
+    import lm_eval
+    import torch
+    from lm_eval.tasks import TaskManager
+
+    from overtrain import corpus, evaluate, models
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="overtrain-p3-"))
+    lang = corpus.build_language()
+    paths = corpus.write_task_data(lang, work / "data", 64, limit, 16, seed=1)
+    tok = corpus.build_tokenizer(lang, None)
+    m = models.make_llama(lang.vocab_size, hidden=48, layers=2, heads=4, intermediate=192, max_len=64, init_std=0.144, seed=0)
+    models.save_model(m, tok, work / "model", {"tokens": 0})
+    splits = {"synth_pretrain_ppl": "pretrain", "synth_ft_ppl": "id", "synth_ft_mc": "id"}
+    task_dir = work / "tasks"
+    task_dir.mkdir()
+    for name in splits:
+        (task_dir / f"{name}.yaml").write_text(evaluate.task_yaml(name, paths[evaluate.SYNTHETIC_TASKS[name][0]]))
+
+    def bare() -> float:
+        t = time.perf_counter()
+        lm_eval.simple_evaluate(
+            model="hf", model_args=f"pretrained={work / 'model'},dtype=float32,max_length=64",
+            tasks=list(splits), task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+            batch_size=64, device="cpu", limit=limit, log_samples=False, bootstrap_iters=0,
+        )
+        return time.perf_counter() - t
+
+    def ours() -> float:
+        t = time.perf_counter()
+        model, tokenizer = models.load_variant(work / "model")
+        evaluate.evaluate_model(model, tokenizer, splits, paths, limit=limit, batch_size=64, max_length=64)
+        return time.perf_counter() - t
+
+    bare(), ours()  # warm-up: dataset caches, lazy imports
+    times = {"bare": [], "ours": []}
+    for _ in range(repeats):
+        times["bare"].append(bare())
+        times["ours"].append(ours())
+    shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"limit": limit, "tasks": list(splits), "seconds": med, "ours_speedup": med["bare"] / med["ours"]}
+
+
+# --------------------------------------------------------------------------------------------- P4
+def p4_dry_run(target_jobs: int) -> dict:
+    budgets = 20 if target_jobs >= 10_000 else 4
+    lrs = max(1, round((target_jobs / budgets - 1) / 2 / 10))
+    cfg = {
+        "experiment": "grid",
+        "models": {"tiny": {"source": "pretrain", "budgets": [4096 * (i + 1) for i in range(budgets)]}},
+        "finetune": {"learning_rates": [round(1e-4 * (i + 1), 8) for i in range(lrs)], "seeds": list(range(10))},
+        "perturb": {"gaussian": {"gammas": []}, "quantize": {"bits": []}},
+        "connectivity": {"learning_rates": []},
+    }
+    work = Path(tempfile.mkdtemp(prefix="overtrain-p4-"))
+    (work / "grid.yaml").write_text(yaml.safe_dump(cfg))
+    t = time.perf_counter()
+    r = snakemake(work, work / "grid.yaml", "-n", "--quiet", "rules")
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    total = int(re.search(r"^total\s+(\d+)", r.stdout, re.M)[1])
+    shutil.rmtree(work, ignore_errors=True)
+    return {"jobs": total, "dry_run_s": wall}
+
+
+# --------------------------------------------------------------------------------------------- P5
+def p5_rerun_minimality() -> dict:
+    work = Path(tempfile.mkdtemp(prefix="overtrain-p5-"))
+    (work / "a.yaml").write_text(yaml.safe_dump(MICRO))
+    r = snakemake(work, work / "a.yaml", "--cores", "2")
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    more = json.loads(json.dumps(MICRO))
+    more["finetune"]["learning_rates"].append(3.0e-3)
+    (work / "b.yaml").write_text(yaml.safe_dump(more))
+    scheduled = job_counts(snakemake(work, work / "b.yaml", "-n").stdout)
+    ckpts = len(MICRO["models"]["tiny"]["budgets"])
+    must = {"finetune": ckpts, "evaluate_finetuned": ckpts, "aggregate": 1, "analyses": 1, "figures": 1, "all": 1}
+    shutil.rmtree(work, ignore_errors=True)
+    return {"scheduled": scheduled, "must_run": must, "scheduled_total": sum(scheduled.values()),
+            "must_total": sum(must.values()), "exact": scheduled == must}
+
+
+# --------------------------------------------------------------------------------------------- report
+def markdown(res: dict, smoke: bool) -> str:
+    lines = [
+        "# overtrain benchmarks",
+        "",
+        f"Machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; "
+        f"{'smoke run (small sizes; not the reference numbers)' if smoke else 'full run'}. "
+        "Produced by `python benchmarks/run.py" + (" --smoke" if smoke else "") + "`.",
+        "",
+    ]
+    if "P1" in res:
+        p = res["P1"]
+        lines += [
+            "## P1 — the default study",
+            "",
+            f"Wall time `snakemake --cores 2`: **{p['wall_s']:.0f} s** for {p['jobs']} jobs "
+            f"({p['job_seconds']:.0f} job-seconds). Process start-up and imports: "
+            f"{p['startup_model_job_s']:.1f} s per model job, {p['startup_table_job_s']:.1f} s per table job, "
+            f"**{100 * p['startup_share']:.0f}%** of all job time.",
+            "",
+            "| rule | jobs | total s | mean s |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
+        lines.append("")
+    if "P2" in res:
+        p = res["P2"]
+        t = p["tokens_per_s"]
+        lines += [
+            "## P2 — training throughput (1 thread, Llama d48/L2, 32 × 64 tokens per step)",
+            "",
+            "| loop | tokens/s | vs bare PyTorch |",
+            "|---|---|---|",
+            f"| bare PyTorch | {t['bare']:.0f} | 1.00 |",
+            f"| overtrain pretraining | {t['pretrain']:.0f} | **{p['pretrain_vs_bare']:.2f}** |",
+            f"| overtrain fine-tuning | {t['finetune']:.0f} | **{p['finetune_vs_bare']:.2f}** |",
+            "",
+            f"Achieved 6·N·tokens/s = {p['achieved_flops'] / 1e9:.1f} GFLOP/s (N = {p['params']:,}) vs a "
+            f"2048² fp32 matmul at {p['matmul_flops'] / 1e9:.0f} GFLOP/s: **{p['flops_ratio']:.2f}** "
+            "(tiny models are overhead-bound).",
+            "",
+        ]
+    if "P3" in res:
+        p = res["P3"]
+        lines += [
+            f"## P3 — evaluation ({', '.join(p['tasks'])}; {p['limit']} items each)",
+            "",
+            f"Bare `lm_eval.simple_evaluate(model='hf', …)`: {p['seconds']['bare']:.2f} s; overtrain's "
+            f"load + evaluate: {p['seconds']['ours']:.2f} s; ratio bare / ours = **{p['ours_speedup']:.2f}**.",
+            "",
+        ]
+    if "P4" in res:
+        p = res["P4"]
+        lines += ["## P4 — planning a large grid", "",
+                  f"`snakemake -n` on {p['jobs']:,} jobs: **{p['dry_run_s']:.1f} s**.", ""]
+    if "P5" in res:
+        p = res["P5"]
+        lines += [
+            "## P5 — rerun minimality (micro study, one learning rate added)",
+            "",
+            f"Scheduled {p['scheduled_total']} jobs, {p['must_total']} must run: "
+            f"**{'exact' if p['exact'] else 'NOT exact'}** ({p['scheduled']}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="small, quick versions (CI)")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated subset")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"))
+    a = ap.parse_args()
+    todo = a.only.split(",")
+    res = {}
+    if "P1" in todo:
+        res["P1"] = p1_default_study(MICRO if a.smoke else None)
+    if "P2" in todo:
+        res["P2"] = p2_training(steps=10 if a.smoke else 60)
+    if "P3" in todo:
+        res["P3"] = p3_evaluation(limit=32 if a.smoke else 256, repeats=1 if a.smoke else 3)
+    if "P4" in todo:
+        res["P4"] = p4_dry_run(1000 if a.smoke else 10_000)
+    if "P5" in todo:
+        res["P5"] = p5_rerun_minimality()
+    out = Path(a.out)
+    out.write_text(markdown(res, a.smoke))
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()

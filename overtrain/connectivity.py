@@ -1,0 +1,160 @@
+"""Linear mode connectivity between fine-tunes from different seeds, and model soups.
+
+Do fine-tunes of one checkpoint land in one basin? Interpolate θ(α) = (1 − α)θ_a + αθ_b on an α
+grid and evaluate every point (in memory; nothing is written): the barrier is how much worse the
+path gets than its ends. Soups average the weights of several fine-tunes: uniform (all of them)
+and greedy (Wortsman et al. 2022: ingredients ordered by held-out score, each kept only if the
+soup's held-out score does not get worse).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Callable
+
+
+def interpolate(state_a: dict, state_b: dict, alpha: float) -> dict:
+    """(1 − α)·a + α·b for floating tensors (integer buffers are taken from a)."""
+    out = {}
+    for k, a in state_a.items():
+        b = state_b[k]
+        out[k] = (1 - alpha) * a + alpha * b if a.is_floating_point() else a
+    return out
+
+
+def average(states: list[dict]) -> dict:
+    out = {}
+    for k, first in states[0].items():
+        if first.is_floating_point():
+            out[k] = sum(s[k] for s in states) / len(states)
+        else:
+            out[k] = first
+    return out
+
+
+def l2_distance(state_a: dict, state_b: dict) -> float:
+    total = 0.0
+    for k, a in state_a.items():
+        if a.is_floating_point():
+            total += float((a.double() - state_b[k].double()).pow(2).sum())
+    return total**0.5
+
+
+def barrier(values: list[float], higher_is_better: bool) -> float:
+    """Worst point of the path compared with the mean of its endpoints (≥ 0 when the path sags).
+
+    For a loss: max_α L(α) − (L(0) + L(1))/2; for an accuracy: (A(0) + A(1))/2 − min_α A(α).
+    """
+    ends = (values[0] + values[-1]) / 2
+    return ends - min(values) if higher_is_better else max(values) - ends
+
+
+def greedy_soup(
+    ingredients: list, score: Callable[[list], float], higher_is_better: bool
+) -> list:
+    """Indices (into `ingredients`) of the greedy soup.
+
+    `score(subset)` is the held-out score of the soup of `subset`. Ingredients are tried in the
+    order of their own scores, best first; one is kept if the soup does not get worse.
+    """
+    sign = 1 if higher_is_better else -1
+    order = sorted(range(len(ingredients)), key=lambda i: -sign * score([i]))
+    chosen = [order[0]]
+    best = score(chosen)
+    for i in order[1:]:
+        trial = score(chosen + [i])
+        if sign * trial >= sign * best:
+            chosen, best = chosen + [i], trial
+    return chosen
+
+
+def run(
+    checkpoint_dir: str | Path,
+    finetuned: dict[int, str | Path],
+    out_json: str | Path,
+    labels: dict,
+    *,
+    alphas: list[float],
+    splits: dict[str, str],
+    data_files: dict[str, str | Path],
+    select: dict,
+    limit: int | None,
+    batch_size: int | str,
+    max_length: int | None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
+    """Interpolate every pair of seeds, build uniform and greedy soups, evaluate with lm-eval."""
+    import torch
+
+    from overtrain.atomic import atomic_write_json
+    from overtrain.evaluate import evaluate_model
+    from overtrain.models import load_variant
+
+    seeds = sorted(finetuned)
+    models = {
+        s: load_variant(checkpoint_dir, finetuned[s], device=device, dtype=dtype) for s in seeds
+    }
+    tokenizer = models[seeds[0]][1]
+    states = {s: {k: v.detach().clone() for k, v in m.state_dict().items()} for s, (m, _) in models.items()}
+    probe = models[seeds[0]][0]
+    cache: dict = {}
+
+    def evaluate_state(state: dict, key) -> list[dict]:
+        if key not in cache:
+            with torch.no_grad():
+                probe.load_state_dict(state)
+            cache[key] = evaluate_model(
+                probe, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
+                max_length=max_length,
+            )
+        return cache[key]
+
+    def value(rows: list[dict], task: str, metric: str) -> float:
+        return next(r["value"] for r in rows if r["eval_task"] == task and r["metric"] == metric)
+
+    interpolation, barriers = [], []
+    for sa, sb in itertools.combinations(seeds, 2):
+        path = []
+        for alpha in alphas:
+            key = ("endpoint", sa) if alpha == 0 else ("endpoint", sb) if alpha == 1 else (sa, sb, alpha)
+            rows = evaluate_state(interpolate(states[sa], states[sb], alpha), key)
+            path.append(rows)
+            interpolation += [{**r, "seeds": f"{sa}+{sb}", "alpha": alpha} for r in rows]
+        for r0 in path[0]:
+            task, metric = r0["eval_task"], r0["metric"]
+            if metric not in ("loss", "acc"):
+                continue
+            curve = [value(rows, task, metric) for rows in path]
+            barriers.append(
+                {"seeds": f"{sa}+{sb}", "eval_task": task, "split": r0["split"], "metric": metric,
+                 "barrier": barrier(curve, higher_is_better=metric == "acc")}
+            )
+        barriers.append(
+            {"seeds": f"{sa}+{sb}", "eval_task": None, "split": None, "metric": "l2_distance",
+             "barrier": l2_distance(states[sa], states[sb])}
+        )
+
+    higher = select["higher_is_better"]
+
+    def soup_score(subset: list[int]) -> float:
+        chosen = [seeds[i] for i in subset]
+        key = ("endpoint", chosen[0]) if len(chosen) == 1 else ("soup", tuple(sorted(chosen)))
+        rows = evaluate_state(average([states[s] for s in chosen]), key)
+        return value(rows, select["task"], select["metric"])
+
+    greedy = [seeds[i] for i in greedy_soup(seeds, soup_score, higher)]
+    soups = []
+    for name, members in (("uniform", seeds), ("greedy", greedy)):
+        key = ("endpoint", members[0]) if len(members) == 1 else ("soup", tuple(sorted(members)))
+        rows = evaluate_state(average([states[s] for s in members]), key)
+        soups += [{**r, "soup": name, "seeds": "+".join(map(str, members))} for r in rows]
+    result = {**labels, "interpolation": interpolation, "barriers": barriers, "soups": soups}
+    atomic_write_json(out_json, result)
+    return result
+
+
+def read(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,30 @@
+rule connectivity:
+    input:
+        unpack(lambda w: EVAL_DATA),
+        checkpoint=CHECKPOINT,
+        finetuned=connectivity_inputs,
+    output:
+        f"{R}/connectivity/{{model}}/{{ckpt}}/{{task}}/{{group}}.json",
+    log:
+        f"{LOGS}/connectivity/{{model}}/{{ckpt}}/{{task}}/{{group}}.log",
+    benchmark:
+        f"{BENCH}/connectivity/{{model}}/{{ckpt}}/{{task}}/{{group}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=model_resources,
+        runtime=lambda w, attempt: 60 * attempt,
+        gpu=GPUS,
+    params:
+        code=code_version("connectivity", "evaluate", "models", "config"),
+        seeds=config["connectivity"]["seeds"],
+        alphas=config["connectivity"]["alphas"],
+        splits={t: SPLITS[t] for t in config["connectivity"]["tasks"] if t in SPLITS},
+        select=config["analysis"]["select"],
+        limit=config["connectivity"]["limit"],
+        batch_size=config["evaluate"]["batch_size"],
+        max_length=eval_max_length,
+        compute=config["compute"],
+    script:
+        "../scripts/connectivity.py"

@@ -1,0 +1,32 @@
+from _job import start
+
+start(snakemake)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from overtrain import analysis  # noqa: E402
+
+metrics = pd.read_csv(snakemake.input.metrics)
+select = snakemake.params.select
+best = analysis.best_learning_rates(metrics, select) if select else pd.DataFrame(columns=analysis.RUN_KEYS + ["lr"])
+trend = [
+    {"model": m, "ft_task": t, "ft_method": meth, "l2": l2, "trend": analysis.lr_trend(g["tokens"].tolist(), g["lr"].tolist())}
+    for (m, t, meth, l2), g in best.groupby(["model", "ft_task", "ft_method", "l2"], dropna=False)
+]
+results = [json.loads(Path(p).read_text()) for p in snakemake.input.connectivity]
+barriers, soups = analysis.connectivity_tables(results)
+tables = {
+    "best_lr": best,
+    "lr_trend": pd.DataFrame(trend, columns=["model", "ft_task", "ft_method", "l2", "trend"]),
+    "tuned": analysis.tuned_metrics(metrics, best) if select else pd.DataFrame(columns=analysis.METRIC_COLUMNS),
+    "inflection": analysis.inflection_table(metrics, best if select else None, snakemake.params.bootstrap),
+    "finetune_gain": analysis.finetune_gain(metrics),
+    "barriers": barriers,
+    "soups": soups,
+}
+for name, table in tables.items():
+    analysis.write_csv(table, snakemake.output[name])
+    print(f"{name}: {len(table)} rows")
