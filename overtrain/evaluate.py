@@ -163,3 +163,53 @@ def evaluate_variant(
     result = {**labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
     atomic_write_json(out_json, result)
     return result
+
+
+def evaluate_checkpoint(
+    outputs: dict[str, str | Path],
+    checkpoint_dir: str | Path,
+    labels: dict,
+    *,
+    splits: dict[str, str],
+    data_files: dict[str, str | Path],
+    limit: int | None,
+    batch_size: int | str,
+    max_length: int | None,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> None:
+    """The base checkpoint and all its perturbations in one process (one JSON each).
+
+    `outputs` maps a variant id ('base', 'gauss-g0.1-s0', 'rtn-int8', …) to its JSON. The model is
+    loaded once and restored from a pristine copy of its weights before each perturbation: at
+    tiny scale process start-up costs more than an evaluation, at OLMo scale loading does.
+    """
+    import json
+
+    import torch
+
+    from overtrain.atomic import atomic_write_json
+    from overtrain.models import load_variant, package_versions
+    from overtrain.perturb import apply, parse_perturbation
+
+    meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
+    model, tokenizer = load_variant(checkpoint_dir, None, None, trust_remote_code, device, dtype)
+    pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for variant, out_json in outputs.items():
+        with torch.no_grad():
+            model.load_state_dict(pristine)
+        variant_labels = {**labels, "variant": "base"}
+        if variant != "base":
+            perturbation = parse_perturbation(variant)
+            apply(model, perturbation)
+            variant_labels.update(variant="perturbed", perturbation=perturbation["kind"])
+            if perturbation["kind"] == "gaussian":
+                variant_labels.update(gamma=perturbation["gamma"], seed=perturbation["seed"])
+            else:
+                variant_labels.update(bits=perturbation["bits"])
+        rows = evaluate_model(
+            model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size, max_length=max_length
+        )
+        result = {**variant_labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
+        atomic_write_json(out_json, result)

@@ -95,6 +95,10 @@ def eval_max_length(w):
     return SEQ_LEN if config["models"][w.model]["source"] == "pretrain" else None
 
 
+# The base checkpoint and its in-memory perturbations are evaluated by one job per checkpoint.
+CHECKPOINT_VARIANTS = ["base"] + grid.perturbations(config)
+
+
 def eval_files():
     """Every evaluation of the study: base, fine-tuned and perturbed variants."""
     out = []

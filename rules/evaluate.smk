@@ -7,29 +7,33 @@ EVAL_PARAMS = {
 }
 
 
-rule evaluate_base:
+rule evaluate_checkpoint:
     input:
         unpack(lambda w: EVAL_DATA),
         checkpoint=CHECKPOINT,
     output:
-        f"{R}/evals/{{model}}/{{ckpt}}/base.json",
+        [
+            f"{R}/evals/{{model}}/{{ckpt}}/{variant}.json"
+            for variant in CHECKPOINT_VARIANTS
+        ],
     log:
-        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/base.log",
+        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/checkpoint.log",
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/base.tsv"
+        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/checkpoint.tsv"
     conda:
         "../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt,
+        runtime=lambda w, attempt: 30 * attempt * len(CHECKPOINT_VARIANTS),
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        variants=CHECKPOINT_VARIANTS,
         max_length=eval_max_length,
         trust_remote_code=model_setting("trust_remote_code", False),
     script:
-        "../scripts/evaluate.py"
+        "../scripts/evaluate_checkpoint.py"
 
 
 rule evaluate_finetuned:
@@ -43,31 +47,6 @@ rule evaluate_finetuned:
         f"{LOGS}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{ckpt}}/ft-{{task}}-{{run}}.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: THREADS
-    resources:
-        mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt,
-        gpu=GPUS,
-    params:
-        **EVAL_PARAMS,
-        max_length=eval_max_length,
-        trust_remote_code=model_setting("trust_remote_code", False),
-    script:
-        "../scripts/evaluate.py"
-
-
-rule evaluate_perturbed:
-    input:
-        unpack(lambda w: EVAL_DATA),
-        checkpoint=CHECKPOINT,
-    output:
-        f"{R}/evals/{{model}}/{{ckpt}}/{{pert}}.json",
-    log:
-        f"{LOGS}/evaluate/{{model}}/{{ckpt}}/{{pert}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{ckpt}}/{{pert}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: THREADS

@@ -13,25 +13,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-MICRO = {
-    "experiment": "micro",
-    "corpus": {"topics": 8, "eval_docs": 32, "ft_train_docs": 32, "seq_len": 32},
-    "models": {
-        "tiny": {
-            "source": "pretrain",
-            "architecture": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
-            "budgets": [8192, 16384],
-            "batch_size": 16,
-            "optimizer": {"warmup_steps": 4},
-        }
-    },
-    "finetune": {"learning_rates": [1.0e-3], "steps": None, "epochs": 2, "batch_size": 8, "warmup_steps": 2},
-    "perturb": {"gaussian": {"gammas": [0.5], "seeds": [0]}, "quantize": {"bits": [8]}},
-    "evaluate": {"limit": 16, "batch_size": 16},
-    "connectivity": {"learning_rates": [1.0e-3], "seeds": [0, 1], "alphas": 3, "limit": 16},
-    "analysis": {"bootstrap": 50},
-    "theory": {"points": 5},
-}
+MICRO = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
 
 
 def write_config(path: Path, cfg: dict) -> Path:

@@ -111,7 +111,7 @@ def test_micro_study_end_to_end(micro_run):
     ckpt = root / "checkpoints" / "tiny" / "tok8192"
     assert (ckpt / "model.safetensors").exists() and not list(ckpt.glob("*.bin"))
     assert (root / "benchmarks" / "pretrain" / "tiny" / "tok8192.tsv").exists()
-    assert (root / "logs" / "evaluate" / "tiny" / "tok8192" / "base.log").exists()
+    assert (root / "logs" / "evaluate" / "tiny" / "tok8192" / "checkpoint.log").exists()
 
 
 @pytest.mark.e2e
@@ -151,9 +151,8 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
     assert job_counts(r.stdout) == {
         "pretrain": 1,
         "finetune": 2,
-        "evaluate_base": 1,
+        "evaluate_checkpoint": 1,
         "evaluate_finetuned": 2,
-        "evaluate_perturbed": 2,
         "connectivity": 1,
         "aggregate": 1,
         "analyses": 1,
