@@ -167,4 +167,10 @@ def code_version(*modules):
 
 
 def model_resources(wildcards, attempt):
-    return 2000 * attempt
+    """Memory of a model job; a resubmitted job (--retries) asks for more."""
+    return config["compute"]["mem_mb"] * attempt
+
+
+def model_runtime(wildcards, attempt):
+    """Minutes of a model job; a resubmitted job (--retries) asks for more."""
+    return config["compute"]["runtime"] * attempt

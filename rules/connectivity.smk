@@ -14,7 +14,7 @@ rule connectivity:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 60 * attempt,
+        runtime=model_runtime,
         gpu=GPUS,
     params:
         code=code_version("connectivity", "evaluate", "models", "config"),

@@ -25,7 +25,7 @@ rule evaluate_checkpoint:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt * len(CHECKPOINT_VARIANTS),
+        runtime=lambda w, attempt: model_runtime(w, attempt) * len(CHECKPOINT_VARIANTS),
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
@@ -52,7 +52,7 @@ rule evaluate_finetuned:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt,
+        runtime=model_runtime,
         gpu=GPUS,
     params:
         **EVAL_PARAMS,

@@ -12,7 +12,7 @@ rule finetune_data:
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
-        runtime=lambda w, attempt: 60 * attempt,
+        runtime=model_runtime,
     params:
         code=code_version("data", "models"),
         spec=lambda w: ft_datasets.task_spec(w.task, config["finetune"]["datasets"]),
@@ -37,7 +37,7 @@ rule finetune:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 30 * attempt,
+        runtime=model_runtime,
         gpu=GPUS,
     params:
         code=code_version("train", "models", "config"),

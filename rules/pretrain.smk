@@ -21,7 +21,7 @@ rule pretrain:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 60 * attempt,
+        runtime=model_runtime,
         gpu=GPUS,
     params:
         code=code_version("corpus", "train", "models"),
@@ -50,7 +50,7 @@ rule pretrain_stable:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: 120 * attempt,
+        runtime=model_runtime,
         gpu=GPUS,
     params:
         code=code_version("corpus", "train", "models"),
@@ -98,7 +98,7 @@ rule hub_checkpoint:
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=lambda w, attempt: 60 * attempt,
+        runtime=model_runtime,
     params:
         code=code_version("checkpoints"),
         repo=model_setting("repo"),

@@ -1,0 +1,64 @@
+"""The micro study through a real SLURM cluster brought up on this machine (.ci/slurm.sh),
+with the project's SLURM profile. CI sets OVERTRAIN_TEST_SLURM=1; it needs root and Debian's
+slurm-wlm packages (installed by the script)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MICRO, REPO
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("OVERTRAIN_TEST_SLURM") != "1",
+    reason="brings up a local SLURM cluster (root, apt): set OVERTRAIN_TEST_SLURM=1",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    script = REPO / ".ci" / "slurm.sh"
+    up = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    print(up.stdout)
+    try:
+        yield
+    finally:
+        down = subprocess.run(["bash", str(script), "stop"], capture_output=True, text=True, timeout=120)
+        print(down.stdout, down.stderr)
+        status = subprocess.run(["bash", str(script), "status"], capture_output=True, text=True)
+        assert "up " not in status.stdout, status.stdout
+
+
+def test_micro_study_through_slurm_with_a_resubmission(cluster, tmp_path):
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(yaml.safe_dump(MICRO))
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(tmp_path), "--configfile", str(cfg),
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--jobs", "2",
+        "--slurm-status-command", "squeue",  # this cluster keeps no accounting database
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-keep-successful-logs",
+        # the corpus job gets too little memory on its first attempt: SLURM kills it and the
+        # profile's retries resubmit it with the attempt-scaled request
+        "--set-resources", "synthetic_corpus:mem_mb=120 if attempt == 1 else 3000",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    print(out[-6000:])
+    assert r.returncode == 0, out[-6000:]
+    submissions = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
+    assert len(submissions) >= 20  # every job went through sbatch
+    corpus = [m for m in re.finditer(r"rule synthetic_corpus:.*?(?=\n\[)", out, re.S)]
+    assert re.search(r"Trying to restart job|resubmit|attempt 2", out, re.I), "no resubmission seen"
+    logs = sorted((tmp_path / ".snakemake" / "slurm_logs" / "rule_synthetic_corpus").rglob("*.log"))
+    assert len(logs) >= 2  # two SLURM submissions of the corpus job
+    df = pd.read_csv(tmp_path / "results" / "micro" / "tables" / "metrics.csv")
+    assert sorted(df["tokens"].unique()) == [8192, 16384]
+    assert corpus is not None
