@@ -1,0 +1,70 @@
+"""The conda environments (for `--sdm conda`) pin the same versions as pyproject.toml, and every
+rule names one of them."""
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+CONDA_NAMES = {"matplotlib-base": "matplotlib"}  # conda-forge name → PyPI name
+
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pyproject_pins() -> dict[str, str]:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for d in deps:
+        name, version = d.split("==")
+        pins[norm(name)] = version
+    return pins
+
+
+def env_pins(path) -> dict[str, str]:
+    env = yaml.safe_load(path.read_text())
+    pins = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            for pip_dep in dep.get("pip", []):
+                name, version = pip_dep.split("==")
+                pins[norm(name)] = version
+        else:
+            name, _, version = dep.partition("=")
+            pins[norm(CONDA_NAMES.get(name, name))] = version
+    return pins
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
+def test_env_pins_agree_with_pyproject(env):
+    pins, project = env_pins(REPO / "envs" / env), pyproject_pins()
+    assert pins.pop("python") == "3.11"
+    pins.pop("pip", None)
+    assert pins, env
+    for name, version in pins.items():
+        assert name in project, f"{env}: {name} is not a dependency in pyproject.toml"
+        assert version == project[name], f"{env}: {name}=={version}, pyproject.toml has {project[name]}"
+
+
+def test_every_rule_has_an_existing_conda_env():
+    rules = sorted((REPO / "rules").glob("*.smk"))
+    found = 0
+    for smk in rules:
+        text = smk.read_text()
+        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        envs = re.findall(r'conda:\n\s+"\.\./(envs/[\w.-]+\.yaml)"', text)
+        assert len(envs) == n_rules, f"{smk.name}: {n_rules} rules, {len(envs)} conda envs"
+        for e in envs:
+            assert (REPO / e).exists(), e
+        found += n_rules
+    assert found >= 12
+
+
+def test_model_env_has_every_library_the_model_jobs_import():
+    pins = env_pins(REPO / "envs" / "torch.yaml")
+    for lib in ("torch", "transformers", "lm-eval", "datasets", "peft", "huggingface-hub", "safetensors", "pandas"):
+        assert lib in pins, lib
