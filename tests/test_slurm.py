@@ -34,7 +34,7 @@ def cluster():
         assert "up " not in status.stdout, status.stdout
 
 
-def test_micro_study_through_slurm_with_a_resubmission(cluster, tmp_path):
+def test_micro_study_through_slurm_with_a_resubmission(cluster, tmp_path, capsys):
     cfg = tmp_path / "micro.yaml"
     cfg.write_text(yaml.safe_dump(MICRO))
     cmd = [
@@ -64,3 +64,9 @@ def test_micro_study_through_slurm_with_a_resubmission(cluster, tmp_path):
     assert "Trying to restart job" in out
     df = pd.read_csv(tmp_path / "results" / "micro" / "tables" / "metrics.csv")
     assert sorted(df["tokens"].unique()) == [8192, 16384]
+    with capsys.disabled():  # a short account in CI's log
+        oom = next(line for line in logs[0].read_text().splitlines() if "exceeded memory limit" in line)
+        print(f"\n[slurm] micro study: {len(submissions)} sbatch submissions, all jobs done; "
+              f"{out.count('Finished jobid')} finished")
+        print(f"[slurm] corpus job, attempt 1 (mem_mb=120): {oom.strip()}")
+        print("[slurm] corpus job, attempt 2 (mem_mb=3000): resubmitted by --retries and finished")

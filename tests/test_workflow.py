@@ -180,3 +180,18 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
     }
     for run in ("lora-lr0.001-s0", "full-lr0.001-l210-s0", "lora-lr0.001-l210-s0"):
         assert f"finetuned/tiny/tok8192/synth_ft/{run}" in r.stdout
+
+
+@pytest.mark.e2e
+def test_report_bundles_every_figure_and_table(micro_run):
+    work, cfg = micro_run
+    report = work / "report.html"
+    r = snakemake(work, cfg, "--report", str(report))
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = report.read_text()
+    for name in ("noise_pretrain_loss.png", "finetune_pretrain_loss.png", "finetune_task_metric.png",
+                 "quantization_pretrain_loss.png", "tuned_learning_rate.png", "finetune_gain.png",
+                 "prompt_sensitivity.png", "connectivity.png", "theory.png", "metrics.csv", "best_lr.csv",
+                 "lr_trend.csv", "tuned.csv", "inflection.csv", "finetune_gain.csv", "barriers.csv", "soups.csv"):
+        assert name in html, name
+    assert "latent improvement" in html  # captions come along
