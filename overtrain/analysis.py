@@ -144,12 +144,12 @@ def pretrain_loss_by_variant(df: pd.DataFrame) -> pd.DataFrame:
     base = pt[pt["variant"] == "base"].set_index(["model", "tokens"])["value"]
     parts = [pt[pt["variant"] == "base"].assign(condition="base")]
     noisy = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "gaussian")]
-    parts.append(noisy.assign(condition="noise γ=" + noisy["gamma"].map("{:g}".format)))
+    parts.append(noisy.assign(condition=[f"noise γ={g:g}" for g in noisy["gamma"]]))
     quant = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "rtn")]
-    parts.append(quant.assign(condition="rtn int" + quant["bits"].map(lambda b: f"{int(b)}")))
+    parts.append(quant.assign(condition=[f"rtn int{int(b)}" for b in quant["bits"]]))
     ft = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
-    label = ft["ft_method"].fillna("full") + " lr=" + ft["lr"].map("{:g}".format)
-    parts.append(ft.assign(condition="fine-tune " + label))
+    labels = [f"fine-tune {m if isinstance(m, str) else 'full'} lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
+    parts.append(ft.assign(condition=labels))
     out = (
         pd.concat(parts)
         .groupby(["model", "tokens", "condition"], sort=True)["value"]

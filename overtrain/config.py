@@ -10,8 +10,6 @@ import json
 import re
 from pathlib import Path
 
-SPLITS = ("id", "val", "ood", "pretrain")
-PRETRAIN_TASK = "synth_pretrain_ppl"
 # Prompt formats evaluated beside a task when evaluate.prompt_variants is on (training template
 # first). Kept here, not in overtrain.evaluate, so planning the DAG needs no lm-eval.
 PROMPT_VARIANTS = {"synth_ft_mc": ["synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"]}

@@ -10,7 +10,6 @@ soup's held-out score does not get worse).
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -155,6 +154,3 @@ def run(
     atomic_write_json(out_json, result)
     return result
 
-
-def read(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

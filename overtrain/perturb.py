@@ -20,10 +20,6 @@ GAUSSIAN_ID = re.compile(r"^gauss-g(?P<gamma>[0-9.e+-]+)-s(?P<seed>[0-9]+)$")
 RTN_ID = re.compile(r"^rtn-int(?P<bits>[0-9]+)$")
 
 
-def perturbation_id(gamma: float, seed: int) -> str:
-    return f"gauss-g{gamma:g}-s{seed}"
-
-
 def parse_perturbation(pert_id: str) -> dict:
     """'gauss-g0.1-s0' → gaussian γ=0.1 seed 0; 'rtn-int8' → 8-bit round-to-nearest."""
     if m := GAUSSIAN_ID.match(pert_id):

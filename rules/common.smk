@@ -139,6 +139,7 @@ FIGURES = [
     f"{R}/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")
 ]
 ANALYSIS_TABLES = [
+    "pretrain_loss",
     "best_lr",
     "lr_trend",
     "tuned",

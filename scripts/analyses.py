@@ -19,6 +19,7 @@ trend = [
 results = [json.loads(Path(p).read_text()) for p in snakemake.input.connectivity]
 barriers, soups = analysis.connectivity_tables(results)
 tables = {
+    "pretrain_loss": analysis.pretrain_loss_by_variant(metrics),
     "best_lr": best,
     "lr_trend": pd.DataFrame(trend, columns=["model", "ft_task", "ft_method", "l2", "trend"]),
     "tuned": analysis.tuned_metrics(metrics, best) if select else pd.DataFrame(columns=analysis.METRIC_COLUMNS),

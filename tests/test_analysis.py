@@ -73,3 +73,13 @@ def test_prompt_spread_rows(tmp_path):
     spread = df[df["metric"] == "prompt_spread_acc"]
     assert len(spread) == 1 and spread["value"].item() == pytest.approx(0.3)
     assert spread["eval_task"].item() == "synth_ft_mc"
+
+
+def test_pretrain_loss_summary_without_perturbations(tmp_path):
+    files = [
+        write_eval(tmp_path / "a.json", model="m", ckpt="c", tokens=10, variant="base", pt=2.0),
+        write_eval(tmp_path / "b.json", model="m", ckpt="c", tokens=10, variant="finetuned", ft_task="t", lr=1e-3, seed=0, pt=2.5),
+    ]
+    summary = analysis.pretrain_loss_by_variant(analysis.metrics_table(files))
+    assert summary["condition"].tolist() == ["base", "fine-tune full lr=0.001"]
+    assert summary["increase"].tolist() == pytest.approx([0.0, 0.5])

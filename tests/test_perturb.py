@@ -39,7 +39,9 @@ def test_explicit_sigma_and_ids():
     d = (b.lm_head.weight - a.lm_head.weight).std().item()
     assert d == pytest.approx(0.02, rel=0.1)
     assert perturb.parse_perturbation("gauss-g0.1-s3") == {"kind": "gaussian", "gamma": 0.1, "seed": 3}
-    assert perturb.perturbation_id(0.1, 3) == "gauss-g0.1-s3"
+    from overtrain.config import gaussian_id
+
+    assert perturb.parse_perturbation(gaussian_id(0.1, 3))["gamma"] == 0.1
     with pytest.raises(ValueError, match="expected"):
         perturb.parse_perturbation("noise-0.1")
 

@@ -92,7 +92,7 @@ def test_micro_study_end_to_end(micro_run):
     interp = df[df["variant"] == "interpolated"]
     assert sorted(interp["alpha"].unique()) == [0.0, 0.5, 1.0] and set(interp["seeds"]) == {"0+1"}
     assert set(df[df["variant"] == "soup"]["soup"]) == {"uniform", "greedy"}
-    for name in ("best_lr", "lr_trend", "tuned", "inflection", "finetune_gain", "barriers", "soups", "theory"):
+    for name in ("pretrain_loss", "best_lr", "lr_trend", "tuned", "inflection", "finetune_gain", "barriers", "soups", "theory"):
         assert len(pd.read_csv(root / "tables" / f"{name}.csv")) > 0, name
     barriers = pd.read_csv(root / "tables" / "barriers.csv")
     assert set(barriers["metric"]) == {"loss", "acc", "l2_distance"}
