@@ -35,12 +35,14 @@ def task_yaml(name: str, data_file: str | Path) -> str:
         "test_split: test",
         f"output_type: {output_type}",
     ]
+    # Fields are named directly (not as "{{field}}" templates): lm-eval then reads doc[field]
+    # instead of compiling a Jinja template for every document, which was half the time.
     if output_type == "loglikelihood_rolling":
-        lines += ['doc_to_text: ""', 'doc_to_target: "{{text}}"']
+        lines += ['doc_to_text: ""', "doc_to_target: text"]
     else:
         lines += [
-            f'doc_to_text: "{{{{{field}}}}}"',
-            'doc_to_choice: "{{choices}}"',
+            f"doc_to_text: {field}",
+            "doc_to_choice: choices",
             "doc_to_target: gold",
             'target_delimiter: " "',
         ]
