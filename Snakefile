@@ -43,3 +43,7 @@ rule all:
         TABLES,
         FIGURES,
         THEORY,
+
+
+onsuccess:
+    print(diverged_summary(METRICS))

@@ -12,7 +12,10 @@ P2  training throughput of overtrain's pretraining and fine-tuning loop vs a bar
     the same model, batch and threads; achieved FLOP/s vs a large fp32 matmul;
 P3  evaluation time of overtrain's evaluation step vs a bare lm_eval.simple_evaluate;
 P4  `snakemake -n` wall time on a generated grid of ~10,000 jobs;
-P5  rerun minimality: jobs scheduled after adding one learning rate vs the jobs that must run.
+P5  rerun minimality: jobs scheduled after adding one learning rate vs the jobs that must run;
+P6  fine-tuning on instruction-like lengths (long-tailed): non-padding tokens/s of length-grouped
+    batches vs plain padded batches (every batch as wide as the longest example) and vs
+    randomly ordered batches trimmed to their own longest example.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def seconds_of(command: str) -> float:
 # --------------------------------------------------------------------------------------------- P1
 MODEL_IMPORTS = (
     f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; "
-    "from overtrain import models, evaluate, train; import lm_eval; "
+    "from overtrain import models, evaluate, finetune; import lm_eval; "
     "from lm_eval.models.huggingface import HFLM; from transformers import LlamaForCausalLM"
 )
 TABLE_IMPORTS = f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; from overtrain import plots"
@@ -111,7 +114,7 @@ def p1_default_study(config: dict | None) -> dict:
 def p2_training(steps: int, threads: int = 1) -> dict:
     import torch
 
-    from overtrain import corpus, models, train
+    from overtrain import corpus, loop, models, pretrain
 
     torch.set_num_threads(threads)
     lang = corpus.build_language()
@@ -121,7 +124,7 @@ def p2_training(steps: int, threads: int = 1) -> dict:
 
     def fresh():
         m = models.make_llama(lang.vocab_size, max_len=seq, seed=0, **arch)
-        return m, train.make_optimizer(m, 3e-3, 1.0, (0.9, 0.95))
+        return m, loop.make_optimizer(m, 3e-3, 1.0, (0.9, 0.95))
 
     def bare(m, opt) -> float:  # the same work with nothing of ours around it
         m.train()
@@ -135,14 +138,14 @@ def p2_training(steps: int, threads: int = 1) -> dict:
         return time.perf_counter() - t
 
     def ours(m, opt) -> float:  # overtrain's loop, generating its data per step as pretrain does
-        def batch_for_step(step):
+        def micro_batches(step):
             ids = torch.from_numpy(corpus.pretrain_batch(lang, step, batch, seq, 1))
             labels = ids.clone()
-            labels[:, : train.PRETRAIN_UNSCORED] = -100
-            return ids, labels, None
+            labels[:, : pretrain.PRETRAIN_UNSCORED] = -100
+            return [{"input_ids": ids, "labels": labels}]
 
         t = time.perf_counter()
-        train.run_steps(m, opt, batch_for_step, lambda s: 3e-3, 0, steps, 1.0, [])
+        loop.run_steps(m, opt, micro_batches, lambda s: 3e-3, 0, steps, grad_clip=1.0, log=[])
         return time.perf_counter() - t
 
     def ours_finetune(m, opt) -> float:  # the fine-tuning path: masks, padding, per-epoch order
@@ -152,12 +155,12 @@ def p2_training(steps: int, threads: int = 1) -> dict:
         mask = torch.ones_like(ids)
         order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))
 
-        def batch_for_step(step):
+        def micro_batches(step):
             idx = order[(step * batch) % len(ids) :][:batch]
-            return ids[idx], labels[idx], mask[idx]
+            return [{"input_ids": ids[idx], "labels": labels[idx], "attention_mask": mask[idx]}]
 
         t = time.perf_counter()
-        train.run_steps(m, opt, batch_for_step, lambda s: 1e-3, 0, steps, 1.0, [])
+        loop.run_steps(m, opt, micro_batches, lambda s: 1e-3, 0, steps, grad_clip=1.0, log=[])
         return time.perf_counter() - t
 
     fresh_pair = fresh()
@@ -278,6 +281,47 @@ def p5_rerun_minimality() -> dict:
             "must_total": sum(must.values()), "exact": scheduled == must}
 
 
+# --------------------------------------------------------------------------------------------- P6
+def p6_padding(n_examples: int, steps: int, batch: int = 8) -> dict:
+    """Non-padding tokens/s of three batchings of the same long-tailed examples (1 thread)."""
+    import numpy as np
+    import torch
+
+    from overtrain import loop, models, sft
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    # instruction data: many short examples, a long tail (lognormal, median 80 tokens, ≤ 512)
+    lengths = np.clip(rng.lognormal(np.log(80), 0.8, n_examples), 8, 512).astype(int)
+    ids = [rng.integers(5, 256, n).tolist() for n in lengths]
+    labels = [[-100] * (n // 2) + x[n // 2 :] for n, x in zip(lengths, ids)]
+    enc = sft.Encoded(ids, labels, pad_id=0)
+    widest = int(lengths.max())
+    modes = {"padded": (False, widest), "random": (False, None), "grouped": (True, None)}
+    out = {}
+    for name, (group, pad_to) in modes.items():
+        order = sft.batch_order(lengths.tolist(), batch, steps + 1, seed=0, group_by_length=group)
+        model = models.make_llama(256, hidden=64, layers=2, heads=4, intermediate=256, max_len=512, init_std=0.02, seed=0)
+        opt = loop.make_optimizer(model, 1e-4, 0.0, (0.9, 0.95))
+
+        def micro_batches(step, order=order, pad_to=pad_to):
+            return [sft.collate(enc, order[step], pad_to)]
+
+        loop.run_steps(model, opt, micro_batches, lambda s: 1e-4, 0, 1, grad_clip=1.0, log=[])  # warm-up
+        t = time.perf_counter()
+        loop.run_steps(model, opt, micro_batches, lambda s: 1e-4, 1, steps + 1, grad_clip=1.0, log=[])
+        seconds = time.perf_counter() - t
+        real = int(sum(lengths[order[s]].sum() for s in range(1, steps + 1)))
+        computed = sum((pad_to or int(lengths[order[s]].max())) * batch for s in range(1, steps + 1))
+        out[name] = {"seconds": seconds, "real_tokens_per_s": real / seconds, "padding_share": 1 - real / computed}
+    return {
+        "examples": n_examples, "steps": steps, "batch": batch, "median_length": float(np.median(lengths)),
+        "max_length": widest, "modes": out,
+        "grouped_vs_padded": out["grouped"]["real_tokens_per_s"] / out["padded"]["real_tokens_per_s"],
+        "grouped_vs_random": out["grouped"]["real_tokens_per_s"] / out["random"]["real_tokens_per_s"],
+    }
+
+
 # --------------------------------------------------------------------------------------------- report
 def markdown(res: dict, smoke: bool) -> str:
     lines = [
@@ -342,13 +386,28 @@ def markdown(res: dict, smoke: bool) -> str:
             f"**{'exact' if p['exact'] else 'NOT exact'}** ({p['scheduled']}).",
             "",
         ]
+    if "P6" in res:
+        p = res["P6"]
+        lines += [
+            f"## P6 — fine-tuning batches on instruction-like lengths ({p['examples']} examples, median "
+            f"{p['median_length']:.0f} tokens, longest {p['max_length']}; {p['steps']} steps × {p['batch']}; 1 thread)",
+            "",
+            "| batches | non-padding tokens/s | padding share |",
+            "|---|---|---|",
+        ]
+        labels = {"padded": "plain padded (to the longest example)", "random": "random order, trimmed per batch",
+                  "grouped": "length-grouped, trimmed per batch (overtrain)"}
+        lines += [f"| {labels[k]} | {v['real_tokens_per_s']:.0f} | {100 * v['padding_share']:.0f}% |"
+                  for k, v in p["modes"].items()]
+        lines += ["", f"Length-grouped vs plain padded: **{p['grouped_vs_padded']:.1f}×**; vs random trimmed: "
+                  f"**{p['grouped_vs_random']:.1f}×**.", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small, quick versions (CI)")
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated subset")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6", help="comma-separated subset")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"))
     a = ap.parse_args()
     todo = a.only.split(",")
@@ -363,6 +422,8 @@ def main() -> None:
         res["P4"] = p4_dry_run(1000 if a.smoke else 10_000)
     if "P5" in todo:
         res["P5"] = p5_rerun_minimality()
+    if "P6" in todo:
+        res["P6"] = p6_padding(n_examples=64 if a.smoke else 512, steps=4 if a.smoke else 32)
     out = Path(a.out)
     out.write_text(markdown(res, a.smoke))
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))

@@ -174,9 +174,23 @@ def _finetuned(df: pd.DataFrame) -> pd.DataFrame:
     return ft
 
 
-def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
-    """The learning rate with the best validation score (mean over seeds) per checkpoint and task."""
+def diverged_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The fine-tunes whose training diverged (their `diverged` row is 1), one row each."""
     ft = _finetuned(df)
+    d = ft[(ft["metric"] == "diverged") & (ft["value"] > 0)]
+    return d[RUN_KEYS + ["lr", "seed"]].sort_values(RUN_KEYS + ["lr", "seed"]).reset_index(drop=True)
+
+
+def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
+    """The learning rate with the best validation score (mean over seeds) per checkpoint and task.
+
+    A learning rate at which any seed diverged is never chosen: it counts as the worst.
+    """
+    ft = _finetuned(df)
+    bad = diverged_runs(df)[RUN_KEYS + ["lr"]].drop_duplicates()
+    if not bad.empty:
+        marked = ft.merge(bad.assign(_diverged=True), on=RUN_KEYS + ["lr"], how="left")
+        ft = ft[marked["_diverged"].isna().to_numpy()]
     val = ft[(ft["eval_task"] == select["task"]) & (ft["metric"] == select["metric"])]
     if val.empty:
         return pd.DataFrame(columns=RUN_KEYS + ["lr", "val_score", "n_seeds"])
@@ -256,10 +270,14 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
             rows.append({"model": model, "condition": f"noise γ={gamma:g}", "eval_task": g["eval_task"].iloc[0],
                          "metric": "loss", **inflection(g[["tokens", "seed", "value"]], False, n_boot)})
         ft = _finetuned(m)
+        diverged = diverged_runs(df[df["model"] == model])
         for (method, l2, lr), g in ft.groupby(["ft_method", "l2", "lr"]):
             label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "")
+            # a diverged fine-tune has no evaluation: it counts as infinitely bad, never as T*
+            gone = diverged[(diverged["ft_method"] == method) & (diverged["l2"] == l2) & (diverged["lr"] == lr)]
+            curves = pd.concat([g[["tokens", "seed", "value"]], gone[["tokens", "seed"]].assign(value=np.inf)])
             rows.append({"model": model, "condition": label, "eval_task": g["eval_task"].iloc[0],
-                         "metric": "loss", **inflection(g[["tokens", "seed", "value"]], False, n_boot)})
+                         "metric": "loss", **inflection(curves, False, n_boot)})
     if best is not None and not best.empty:
         tuned = tuned_metrics(df, best)
         ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]

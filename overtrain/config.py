@@ -190,6 +190,14 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
             raise ConfigError(f"finetune.datasets.{task}: a new dataset needs 'path' and 'format'")
     if (ft["steps"] is None) == (ft["epochs"] is None):
         raise ConfigError("finetune: set exactly one of 'steps' and 'epochs' (the other to null)")
+    shards = config["compute"]["processes_per_job"] * ft["grad_accum"]
+    if ft["batch_size"] % shards:
+        raise ConfigError(
+            f"finetune.batch_size: {ft['batch_size']} is not divisible by compute.processes_per_job × "
+            f"finetune.grad_accum = {shards}; each process and micro-batch takes an equal share of a step"
+        )
+    if "lora" in ft["methods"] and ft["parallel"] == "fsdp" and config["compute"]["processes_per_job"] > 1:
+        raise ConfigError("finetune.parallel: fsdp shards full fine-tunes; use ddp for methods: [lora]")
     splits = eval_splits(config)
     conn = config["connectivity"]
     if conn["learning_rates"] and len(conn["seeds"]) < 2:
@@ -198,6 +206,11 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
     if conn["learning_rates"] and missing:
         raise ConfigError(f"connectivity.tasks: {missing} are not evaluated (add them to evaluate)")
     select = config["analysis"]["select"]
+    if conn["learning_rates"] and len(conn["seeds"]) >= 2 and select is None:
+        raise ConfigError(
+            "connectivity.learning_rates: connectivity needs analysis.select (greedy soups add "
+            "fine-tunes in the order of that validation score); set it, or connectivity.learning_rates: []"
+        )
     if select is not None and select["task"] not in splits:
         raise ConfigError(
             f"analysis.select.task: {select['task']!r} is not evaluated (add it to evaluate)"

@@ -86,6 +86,8 @@ def run(
     dtype: str = "float32",
 ) -> dict:
     """Interpolate every pair of seeds, build uniform and greedy soups, evaluate with lm-eval."""
+    import json
+
     import torch
 
     from overtrain.atomic import atomic_write_json
@@ -93,6 +95,13 @@ def run(
     from overtrain.models import load_variant
 
     seeds = sorted(finetuned)
+    diverged = [s for s in seeds if json.loads(Path(finetuned[s], "meta.json").read_text()).get("diverged")]
+    if diverged:
+        print(f"no interpolation: the fine-tunes of seeds {diverged} diverged")
+        result = {**labels, "status": "diverged", "diverged_seeds": diverged, "interpolation": [], "barriers": [],
+                  "soups": []}
+        atomic_write_json(out_json, result)
+        return result
     models = {
         s: load_variant(checkpoint_dir, finetuned[s], device=device, dtype=dtype) for s in seeds
     }
@@ -150,7 +159,7 @@ def run(
         key = ("endpoint", members[0]) if len(members) == 1 else ("soup", tuple(sorted(members)))
         rows = evaluate_state(average([states[s] for s in members]), key)
         soups += [{**r, "soup": name, "seeds": "+".join(map(str, members))} for r in rows]
-    result = {**labels, "interpolation": interpolation, "barriers": barriers, "soups": soups}
+    result = {**labels, "status": "ok", "interpolation": interpolation, "barriers": barriers, "soups": soups}
     atomic_write_json(out_json, result)
     return result
 

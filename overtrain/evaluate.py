@@ -110,59 +110,95 @@ def evaluate_model(
             Path(task_dir, f"{name}.yaml").write_text(task_yaml(name, data_files[key]))
         manager = TaskManager(include_path=task_dir if synthetic else None, include_defaults=bool(named))
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=list(splits),
-            task_manager=manager,
-            limit=limit,
-            log_samples=False,
-            bootstrap_iters=0,
-            random_seed=0,
-            numpy_random_seed=0,
-            torch_random_seed=0,
-            fewshot_random_seed=0,
-        )
-    return tidy_results(out["results"], splits)
+
+        def run(tasks: list[str]) -> dict:
+            return lm_eval.simple_evaluate(
+                model=lm,
+                tasks=tasks,
+                task_manager=manager,
+                limit=limit,
+                log_samples=False,
+                bootstrap_iters=0,
+                random_seed=0,
+                numpy_random_seed=0,
+                torch_random_seed=0,
+                fewshot_random_seed=0,
+            )["results"]
+
+        try:
+            results = run(list(splits))
+        except OverflowError:
+            # lm-eval's perplexity aggregation overflows (math.exp) on a model worse than
+            # e^709 per word: score the tasks one by one and record that one as infinite
+            results = {}
+            for task in splits:
+                try:
+                    results.update(run([task]))
+                except OverflowError:
+                    print(f"{task}: perplexity overflows (the model has exploded); recorded as inf")
+                    results[task] = {"word_perplexity,none": math.inf}
+    return tidy_results(results, splits)
 
 
-def evaluate_variant(
+def runtime_info(model, batch_size: int | str) -> dict:
+    """Where and how an evaluation ran, recorded in every result (CPU-fp32 and GPU-bf16
+    results must never mix unseen)."""
+    import torch
+
+    param = next(model.parameters())
+    info = {"device": str(param.device), "dtype": str(param.dtype).removeprefix("torch."),
+            "batch_size": batch_size, "threads": torch.get_num_threads()}
+    if param.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(param.device)
+    return info
+
+
+def diverged_row(task: str, diverged: bool) -> dict:
+    """Every fine-tune's row `split ft_train, metric diverged`: 1 when its training diverged."""
+    return {"eval_task": task, "split": "ft_train", "metric": "diverged", "value": float(diverged)}
+
+
+def evaluate_finetuned(
     out_json: str | Path,
     checkpoint_dir: str | Path,
+    finetuned_dir: str | Path,
     labels: dict,
     *,
-    finetuned_dir: str | Path | None,
-    perturbation: dict | None,
     splits: dict[str, str],
     data_files: dict[str, str | Path],
     limit: int | None,
     batch_size: int | str,
     max_length: int | None,
     trust_remote_code: bool = False,
-    extra_rows: list[dict] = (),
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict:
-    """Load one variant, evaluate it on every task, write {labels, tokens, rows} atomically."""
+    """Evaluate one fine-tune on every task and write {labels, tokens, rows} atomically.
+
+    Rows also carry the run's `diverged` flag and its learning-jump rows. A diverged fine-tune
+    (no weights) is not evaluated: its result has status "diverged" and only the flag row.
+    """
     import json
 
     from overtrain.atomic import atomic_write_json
+    from overtrain.curves import learning_jump_rows
     from overtrain.models import load_variant, package_versions
 
-    meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
-    model, tokenizer = load_variant(
-        checkpoint_dir, finetuned_dir, perturbation, trust_remote_code, device, dtype
-    )
-    rows = evaluate_model(
-        model,
-        tokenizer,
-        splits,
-        data_files,
-        limit=limit,
-        batch_size=batch_size,
-        max_length=max_length,
-    )
-    rows = rows + list(extra_rows)
-    result = {**labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
+    tokens = json.loads(Path(checkpoint_dir, "meta.json").read_text())["tokens"]
+    ft_meta = json.loads(Path(finetuned_dir, "meta.json").read_text())
+    task = labels["ft_task"]
+    if ft_meta.get("diverged"):
+        print(f"not evaluated: the fine-tune diverged ({ft_meta.get('diverged_reason')})")
+        result = {**labels, "tokens": tokens, "status": "diverged", "rows": [diverged_row(task, True)],
+                  "versions": package_versions()}
+        atomic_write_json(out_json, result)
+        return result
+    model, tokenizer = load_variant(checkpoint_dir, finetuned_dir, None, trust_remote_code, device, dtype)
+    rows = evaluate_model(model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
+                          max_length=max_length)
+    rows += [diverged_row(task, False)] + learning_jump_rows(Path(finetuned_dir, "train_log.csv"), task)
+    result = {**labels, "tokens": tokens, "status": "ok", "rows": rows, "runtime": runtime_info(model, batch_size),
+              "versions": package_versions()}
     atomic_write_json(out_json, result)
     return result
 
@@ -213,5 +249,6 @@ def evaluate_checkpoint(
         rows = evaluate_model(
             model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size, max_length=max_length
         )
-        result = {**variant_labels, "tokens": meta["tokens"], "rows": rows, "versions": package_versions()}
+        result = {**variant_labels, "tokens": meta["tokens"], "status": "ok", "rows": rows,
+                  "runtime": runtime_info(model, batch_size), "versions": package_versions()}
         atomic_write_json(out_json, result)

@@ -71,11 +71,19 @@ def make_llama(
 
 
 def save_model(
-    model, tokenizer, out_dir: str | Path, meta: dict, extra_files: dict[str, str] | None = None
+    model,
+    tokenizer,
+    out_dir: str | Path,
+    meta: dict,
+    extra_files: dict[str, str] | None = None,
+    state_dict: dict | None = None,
 ) -> None:
-    """Save model (safetensors) + tokenizer + meta.json (+ text files) into `out_dir`, atomically."""
+    """Save model (safetensors) + tokenizer + meta.json (+ text files) into `out_dir`, atomically.
+
+    `state_dict` replaces the model's own tensors (a gathered FSDP state, or a dtype-cast copy).
+    """
     with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / "meta.json", {**meta, "versions": package_versions()})
         for name, text in (extra_files or {}).items():
@@ -115,12 +123,31 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
 
-def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
-    """auto → CUDA (bfloat16) when a GPU is present, else CPU (float32)."""
+class NoGPUError(RuntimeError):
+    """A job meant for a GPU found none: never fall back to a CPU run of a large model."""
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto", gpus: int = 0) -> tuple[str, str]:
+    """auto → CUDA (bfloat16) when a GPU is visible, else CPU (float32).
+
+    A job that asks for a GPU (`device: cuda`, or `auto` with `gpus_per_job > 0`) and sees none
+    fails with a clear message instead of running for days on the CPU.
+    """
+    import os
+
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    has_gpu = torch.cuda.is_available()
+    if device == "cuda" or (device == "auto" and gpus > 0):
+        if not has_gpu:
+            raise NoGPUError(
+                f"compute.device={device!r} (gpus_per_job={gpus}) but this job sees no GPU "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}). Check the "
+                "job's GPU request (the SLURM gpu resource, drivers), or set compute.device: cpu to run on the CPU."
+            )
+        device = "cuda"
+    elif device == "auto":
+        device = "cpu"
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" else "float32"
     return device, dtype
@@ -141,12 +168,14 @@ def load_variant(
     """
     source = finetuned_dir or checkpoint_dir
     if finetuned_dir is not None and Path(finetuned_dir, "adapter_config.json").exists():
-        # A LoRA fine-tune stores only its adapter: rebuild base + adapter, merged for speed.
+        # A LoRA fine-tune stores only its adapter: rebuild base + adapter and merge in float32
+        # (merging into bf16 weights would round a small ΔW away), then cast.
+        import torch
         from peft import PeftModel
 
         require_safetensors(finetuned_dir)
-        base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code, dtype=dtype)
-        model = PeftModel.from_pretrained(base, str(finetuned_dir)).merge_and_unload()
+        base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code, dtype="float32")
+        model = PeftModel.from_pretrained(base, str(finetuned_dir)).merge_and_unload().to(getattr(torch, dtype))
     else:
         model = load_model(source, trust_remote_code=trust_remote_code, dtype=dtype)
     model.to(device)

@@ -91,6 +91,16 @@ def _finetuned(d: pd.DataFrame) -> pd.DataFrame:
     return _mean_by_tokens(ft, "line")
 
 
+def _mark_diverged(ax, metrics: pd.DataFrame, model: str) -> None:
+    """An ✕ at the top of the panel where a fine-tune diverged (it has no evaluation)."""
+    from overtrain.analysis import diverged_runs
+
+    d = diverged_runs(metrics[metrics["model"] == model])
+    for (method, lr), g in d.groupby(["ft_method", "lr"]):
+        ax.plot(g["tokens"], [0.97] * len(g), "x", ms=9, mew=2, color="crimson",
+                transform=ax.get_xaxis_transform(), label=f"diverged: {method}, lr={lr:g} (not evaluated)")
+
+
 def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after fine-tuning vs tokens, one line per learning rate."""
     pt = select(metrics, split="pretrain", metric="loss")
@@ -102,6 +112,7 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
         ax.plot(base["tokens"], base["value"], "k-o", label="base (before fine-tuning)")
         for line, g in _finetuned(d).groupby("line"):
             ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
+        _mark_diverged(ax, metrics, model)
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
         _token_axis(ax, d["tokens"])
@@ -128,6 +139,7 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
         ax.plot(base["tokens"], base["value"], "k-o", label="base")
         for line, g in _finetuned(d).groupby("line"):
             ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
+        _mark_diverged(ax, metrics, model)
         unit = "accuracy" if metric == "acc" else "loss (nats/token)"
         ax.set_ylabel(f"{task} {unit}")
         ax.set_title(f"{model}: {task} ({metric})")

@@ -43,6 +43,24 @@ LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
 THREADS = config["compute"]["threads_per_job"]
 GPUS = config["compute"]["gpus_per_job"]
+PROCESSES = config["compute"]["processes_per_job"]
+# What a model job's numbers depend on (params: changing them reruns it). Memory, runtime and
+# GPU count are scheduling settings (resources), so raising them after a timeout reruns nothing.
+MODEL_JOB_PARAMS = {
+    "device": config["compute"]["device"],
+    "dtype": config["compute"]["dtype"],
+    "threads": THREADS,
+}
+FINETUNE_NON_PARAMS = (
+    "tasks",
+    "methods",
+    "learning_rates",
+    "l2",
+    "seeds",
+    "datasets",
+    "save_every",
+    "lora",
+)
 SEQ_LEN = config["corpus"]["seq_len"]
 SPLITS = grid.eval_splits(config)
 NEEDS_CORPUS = grid.synthetic_tasks_used(config)
@@ -175,3 +193,23 @@ def model_resources(wildcards, attempt):
 def model_runtime(wildcards, attempt):
     """Minutes of a model job; a resubmitted job (--retries) asks for more."""
     return config["compute"]["runtime"] * attempt
+
+
+def diverged_summary(metrics_csv):
+    """The study log's account of fine-tunes that diverged (recorded, not evaluated)."""
+    import csv
+
+    if not Path(metrics_csv).exists():
+        return ""
+    with open(metrics_csv) as f:
+        runs = [
+            f"{r['model']} {r['ckpt']} {r['ft_task']} {r['ft_method']} lr={r['lr']} seed={r['seed']}"
+            for r in csv.DictReader(f)
+            if r["metric"] == "diverged" and float(r["value"]) > 0
+        ]
+    if not runs:
+        return "No fine-tune diverged."
+    return (
+        f"{len(runs)} fine-tune(s) diverged (stopped early, not evaluated; never chosen as best lr):\n  "
+        + "\n  ".join(runs)
+    )

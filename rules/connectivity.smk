@@ -17,6 +17,7 @@ rule connectivity:
         runtime=model_runtime,
         gpu=GPUS,
     params:
+        **MODEL_JOB_PARAMS,
         code=code_version("connectivity", "evaluate", "models", "config"),
         seeds=config["connectivity"]["seeds"],
         alphas=config["connectivity"]["alphas"],
@@ -25,6 +26,5 @@ rule connectivity:
         limit=config["connectivity"]["limit"],
         batch_size=config["evaluate"]["batch_size"],
         max_length=eval_max_length,
-        compute=config["compute"],
     script:
         "../scripts/connectivity.py"

@@ -3,7 +3,7 @@ EVAL_PARAMS = {
     "splits": SPLITS,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
-    "compute": config["compute"],
+    **MODEL_JOB_PARAMS,
 }
 
 

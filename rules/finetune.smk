@@ -34,27 +34,34 @@ rule finetune:
         f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: THREADS
+    threads: THREADS * PROCESSES
     resources:
         mem_mb=model_resources,
         runtime=model_runtime,
-        gpu=GPUS,
+        gpu=GPUS * PROCESSES,
+        # SLURM: one task per process and GPU (--ntasks-per-gpu=1, --cpus-per-gpu); without
+        # GPUs one task with every process's threads
+        tasks=PROCESSES if GPUS else 1,
+        tasks_per_gpu=1,
+        cpus_per_gpu=THREADS,
     params:
-        code=code_version("train", "models", "config"),
+        **MODEL_JOB_PARAMS,
+        code=code_version("loop", "sft", "finetune", "distributed", "models", "config"),
         # the grid keys (tasks, methods, learning rates, l2, seeds) are wildcards: growing the
-        # grid must not rerun the fine-tunes already done
+        # grid must not rerun the fine-tunes already done; save_every and lora settings only
+        # matter where they act (resume; lora runs), so they are read where they are used
         finetune={
-            k: v
-            for k, v in config["finetune"].items()
-            if k
-            not in ("tasks", "methods", "learning_rates", "l2", "seeds", "datasets")
+            k: v for k, v in config["finetune"].items() if k not in FINETUNE_NON_PARAMS
         },
+        lora=lambda w: (
+            config["finetune"]["lora"] if w.run.startswith("lora-") else None
+        ),
         max_len=lambda w: (
             SEQ_LEN
             if config["models"][w.model]["source"] == "pretrain"
             else config["finetune"]["max_length"]
         ),
         trust_remote_code=model_setting("trust_remote_code", False),
-        compute=config["compute"],
+        processes=PROCESSES,
     script:
         "../scripts/finetune.py"

@@ -22,14 +22,17 @@ rule pretrain:
     resources:
         mem_mb=model_resources,
         runtime=model_runtime,
-        gpu=GPUS,
     params:
-        code=code_version("corpus", "train", "models"),
-        # without the budget list: adding a budget must not rerun the others
+        code=code_version("corpus", "loop", "pretrain", "models"),
+        # without the budget list (adding a budget must not rerun the others) and save_every
+        # (where the run saves its resume state changes no number)
         model=lambda w: {
-            k: v for k, v in config["models"][w.model].items() if k != "budgets"
+            k: v
+            for k, v in config["models"][w.model].items()
+            if k not in ("budgets", "save_every")
         },
         seq_len=SEQ_LEN,
+        threads=THREADS,
     script:
         "../scripts/pretrain.py"
 
@@ -51,11 +54,11 @@ rule pretrain_stable:
     resources:
         mem_mb=model_resources,
         runtime=model_runtime,
-        gpu=GPUS,
     params:
-        code=code_version("corpus", "train", "models"),
+        code=code_version("corpus", "loop", "pretrain", "models"),
         model=lambda w: config["models"][w.model],
         seq_len=SEQ_LEN,
+        threads=THREADS,
     script:
         "../scripts/pretrain_stable.py"
 

@@ -4,6 +4,9 @@ import os
 import sys
 from pathlib import Path
 
+# The synthetic corpus files an evaluation may read (the rules pass those the study uses).
+EVAL_DATA_KEYS = ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc")
+
 
 def start(snakemake) -> None:
     sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))
@@ -13,4 +16,23 @@ def start(snakemake) -> None:
         os.dup2(log.fileno(), 2)
         sys.stdout = sys.stderr = log
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
+    # our own progress lines (step, loss, tokens/s, ETA) and lm-eval's request bars stay; the
+    # per-load bars of transformers/huggingface_hub and datasets would drown them
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(snakemake.params.get("threads", snakemake.threads)))
+
+
+def model_job(snakemake) -> tuple[str, str]:
+    """Pin the configured threads and resolve (device, dtype) for a job that runs a model.
+
+    A job that asked for a GPU (its gpu resource) and sees none fails here, with the reason.
+    """
+    from overtrain import models
+
+    models.set_threads(snakemake.params.threads)
+    return models.resolve_device(snakemake.params.device, snakemake.params.dtype, snakemake.resources.get("gpu", 0))
+
+
+def eval_data(snakemake) -> dict:
+    return {k: snakemake.input[k] for k in EVAL_DATA_KEYS if k in snakemake.input.keys()}

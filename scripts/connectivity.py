@@ -1,11 +1,11 @@
-from _job import start
+from _job import eval_data, model_job, start
 
 start(snakemake)
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from overtrain import connectivity, models  # noqa: E402
+from overtrain import connectivity  # noqa: E402
 from overtrain.config import parse_run_id  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
@@ -15,9 +15,7 @@ labels = {
     "model": w.model, "ckpt": w.ckpt, "tokens": tokens, "ft_task": w.task,
     "ft_method": run["method"], "lr": run["lr"], "l2": run["l2"],
 }
-models.set_threads(snakemake.threads)
-device, dtype = models.resolve_device(p.compute["device"], p.compute["dtype"])
-data = {k: snakemake.input[k] for k in ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc") if k in snakemake.input.keys()}
+device, dtype = model_job(snakemake)
 n = p.alphas
 connectivity.run(
     snakemake.input.checkpoint,
@@ -26,8 +24,8 @@ connectivity.run(
     labels,
     alphas=[i / (n - 1) for i in range(n)],
     splits=p.splits,
-    data_files=data,
-    select=p.select or {"task": next(iter(p.splits)), "metric": "loss", "higher_is_better": False},
+    data_files=eval_data(snakemake),
+    select=p.select,
     limit=p.limit,
     batch_size=p.batch_size,
     max_length=p.max_length,

@@ -1,35 +1,22 @@
-from _job import start
+from _job import model_job, start
 
 start(snakemake)
 
-from overtrain import models, train  # noqa: E402
+from overtrain import finetune  # noqa: E402
 from overtrain.config import parse_run_id  # noqa: E402
 
-ft = snakemake.params.finetune
-run = parse_run_id(snakemake.wildcards.run)
-models.set_threads(snakemake.threads)
-device, dtype = models.resolve_device(snakemake.params.compute["device"], snakemake.params.compute["dtype"])
-meta = train.finetune(
-    snakemake.input.checkpoint,
-    snakemake.input.data,
-    snakemake.output[0],
-    lr=run["lr"],
-    seed=run["seed"],
-    method=run["method"],
-    l2=run["l2"],
-    lora=ft["lora"],
-    steps=ft["steps"],
-    epochs=ft["epochs"],
-    batch_size=ft["batch_size"],
-    max_len=snakemake.params.max_len,
-    warmup_steps=ft["warmup_steps"],
-    schedule=ft["schedule"],
-    weight_decay=ft["weight_decay"],
-    grad_clip=ft["grad_clip"],
-    save_every=ft["save_every"],
-    grad_accum=ft["grad_accum"],
-    trust_remote_code=snakemake.params.trust_remote_code,
+p = snakemake.params
+device, dtype = model_job(snakemake)
+ft = {**p.finetune, "lora": p.lora, "save_every": snakemake.config["finetune"]["save_every"]}
+spec = finetune.FinetuneSpec.from_config(
+    ft,
+    parse_run_id(snakemake.wildcards.run),
+    max_len=p.max_len,
     device=device,
     dtype=dtype,
+    threads=p.threads,
+    processes=p.processes,
+    trust_remote_code=p.trust_remote_code,
 )
-print({k: meta[k] for k in ("method", "lr", "l2", "seed", "steps", "final_train_loss")})
+meta = finetune.run(snakemake.input.checkpoint, snakemake.input.data, snakemake.output[0], spec)
+print({k: meta[k] for k in ("method", "lr", "l2", "seed", "steps", "final_train_loss", "diverged")})

@@ -2,24 +2,19 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import models, train  # noqa: E402
+from overtrain import pretrain  # noqa: E402
 
 m = snakemake.params.model
-models.set_threads(snakemake.threads)
-meta = train.pretrain(
+# save_every is read from the config, not a param: where a run saves its resume state changes no number
+save_every = snakemake.config["models"][snakemake.wildcards.model]["save_every"]
+spec = pretrain.PretrainSpec.from_config(m, snakemake.params.seq_len, threads=snakemake.params.threads,
+                                         save_every=save_every)
+meta = pretrain.pretrain(
     snakemake.input.language,
     snakemake.input.tokenizer,
     snakemake.output[0],
+    spec,
     budget_tokens=int(snakemake.wildcards.ckpt.removeprefix("tok")),
-    architecture={k: v for k, v in m["architecture"].items() if k != "family"},
-    optimizer=m["optimizer"],
-    batch_size=m["batch_size"],
-    seq_len=snakemake.params.seq_len,
-    seed=m["seed"],
-    data_seed=m["data_seed"],
-    save_every=m["save_every"],
-    branch_from=(
-        f"{snakemake.input.stable}/{snakemake.wildcards.ckpt}" if m["branching"] else None
-    ),
+    branch_from=f"{snakemake.input.stable}/{snakemake.wildcards.ckpt}" if m["branching"] else None,
 )
 print({k: meta[k] for k in ("tokens", "steps", "warmup_steps", "final_train_loss")})

@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from overtrain import curves, models, train
+from conftest import tiny_finetune
+from overtrain import curves, models, sft
 
-FT = dict(lr=3e-3, batch_size=8, max_len=32, warmup_steps=2, schedule="cosine", weight_decay=0.0, grad_clip=1.0, seed=0)
+FT = dict(lr=3e-3)
 LORA = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
 
 
@@ -24,7 +25,7 @@ def weights(path, name="model.safetensors"):
 def test_lora_trains_adapters_and_leaves_base_untouched(setup, tmp_path):
     d, paths = setup
     before = (d / "ckpt" / "model.safetensors").read_bytes()
-    meta = train.finetune(d / "ckpt", paths["ft_train"], tmp_path / "lora", steps=10, method="lora", lora=LORA, **FT)
+    meta = tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "lora", steps=10, method="lora", lora=LORA, **FT)
     assert meta["method"] == "lora"
     assert (d / "ckpt" / "model.safetensors").read_bytes() == before
     assert (tmp_path / "lora" / "adapter_config.json").exists()
@@ -41,9 +42,9 @@ def test_lora_trains_adapters_and_leaves_base_untouched(setup, tmp_path):
 
 def test_infinite_l2_keeps_pretrained_weights(setup, tmp_path):
     d, paths = setup
-    train.finetune(d / "ckpt", paths["ft_train"], tmp_path / "pinned", steps=8, l2=1e12, **FT)
-    train.finetune(d / "ckpt", paths["ft_train"], tmp_path / "mild", steps=8, l2=50.0, **FT)
-    train.finetune(d / "ckpt", paths["ft_train"], tmp_path / "free", steps=8, **FT)
+    tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "pinned", steps=8, l2=1e12, **FT)
+    tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "mild", steps=8, l2=50.0, **FT)
+    tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "free", steps=8, **FT)
     w0, pinned = weights(d / "ckpt"), weights(tmp_path / "pinned")
     assert all(torch.equal(w0[k], pinned[k]) for k in w0)
 
@@ -55,13 +56,13 @@ def test_infinite_l2_keeps_pretrained_weights(setup, tmp_path):
 
 def test_epochs_set_the_steps_and_the_log(setup, tmp_path):
     d, paths = setup
-    meta = train.finetune(d / "ckpt", paths["ft_train"], tmp_path / "ep", epochs=2, **FT)
+    meta = tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "ep", steps=None, epochs=2, **FT)
     assert meta["steps"] == 10 and meta["epochs"] == 2  # 40 examples, 8 per step
     rows = list(csv.DictReader(open(tmp_path / "ep" / "train_log.csv")))
     assert [float(r["epoch"]) for r in rows][::5] == [0.0, 1.0]
     assert len(curves.learning_jump_rows(tmp_path / "ep" / "train_log.csv", "synth_ft")) == 2
     with pytest.raises(ValueError, match="exactly one"):
-        train.finetune_steps(40, 8, steps=10, epochs=2)
+        sft.finetune_steps(40, 8, steps=10, epochs=2)
 
 
 def test_learning_jump_on_a_staircase():

@@ -4,6 +4,7 @@ revision refs of a made-up repo, as `huggingface_hub` would have left it."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -182,3 +183,8 @@ def test_every_preset_dry_runs_offline(preset, hf_home, tmp_path):
     assert "evaluate_checkpoint" in r.stdout
     if preset != "micro.yaml":
         assert "hub_checkpoint" in r.stdout
+        total = int(re.search(r"^total\s+(\d+)", r.stdout, re.M)[1])
+        readme = (REPO / "README.md").read_text()
+        row = re.search(rf"^\| `configs/{re.escape(preset)}` \|.*\| (\d+) \|$", readme, re.M)
+        assert row, f"README's preset table has no row for {preset}"
+        assert int(row[1]) == total, f"README says {row[1]} jobs for {preset}; the dry run plans {total}"

@@ -13,13 +13,14 @@ from safetensors.torch import load_file
 from conftest import REPO
 from conftest import TINY_ARCH as ARCH
 from conftest import TINY_OPT as OPT
-from overtrain import train
+from overtrain import loop
 
 CALLS = {
-    "pretrain": "train.pretrain(D/'language.npz', D/'tok', OUT, budget_tokens=256*600, architecture={arch}, "
-    "optimizer={opt}, batch_size=8, seq_len=32, seed=0, data_seed=1, save_every=25)",
-    "finetune": "train.finetune(D/'ckpt', D/'ft_train.jsonl', OUT, lr=1e-3, steps=600, batch_size=8, max_len=32, "
-    "warmup_steps=5, schedule='cosine', weight_decay=0.0, grad_clip=1.0, seed=0, save_every=25)",
+    "pretrain": "pretrain.pretrain(D/'language.npz', D/'tok', OUT, pretrain.PretrainSpec(architecture={arch}, "
+    "optimizer={opt}, batch_size=8, seq_len=32, seed=0, data_seed=1, save_every=25), budget_tokens=256*600)",
+    "finetune": "finetune.finetune(D/'ckpt', D/'ft_train.jsonl', OUT, finetune.FinetuneSpec(lr=1e-3, steps=600, "
+    "batch_size=8, max_len=32, warmup_steps=5, schedule='cosine', weight_decay=0.0, grad_clip=1.0, seed=0, "
+    "save_every=25))",
 }
 
 
@@ -31,7 +32,7 @@ def data(tiny_study):
 def launch(kind, d, out):
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from pathlib import Path\nfrom overtrain import models, train\nmodels.set_threads(1)\n"
+        "from pathlib import Path\nfrom overtrain import finetune, pretrain\n"
         f"D = Path({str(d)!r}); OUT = Path({str(out)!r})\n"
         + CALLS[kind].format(arch=ARCH, opt=OPT)
     )
@@ -41,7 +42,7 @@ def launch(kind, d, out):
 @pytest.mark.parametrize("kind", ["pretrain", "finetune"])
 def test_sigkill_then_rerun_equals_uninterrupted(data, tmp_path, kind):
     killed = tmp_path / "killed"
-    state = train.resume_dir(killed) / "state.pt"
+    state = loop.resume_dir(killed) / "state.pt"
     p = launch(kind, data, killed)
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
@@ -59,7 +60,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(data, tmp_path, kind):
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out
     assert f"resumed at step {step_at_kill}" in out
-    assert not train.resume_dir(killed).exists()  # cleared once complete
+    assert not loop.resume_dir(killed).exists()  # cleared once complete
 
     clean = launch(kind, data, tmp_path / "clean")
     out, _ = clean.communicate(timeout=300)

@@ -4,11 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_ARCH as ARCH
-from conftest import TINY_OPT
-from overtrain import train
+from conftest import TINY_OPT, tiny_finetune, tiny_spec
+from overtrain import pretrain, sft
 
-OPT = {**TINY_OPT, "warmup_steps": 100}
+SPEC = tiny_spec(optimizer={**TINY_OPT, "warmup_steps": 100})
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +19,14 @@ def weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def pretrain(d, out, budget, **kw):
-    return train.pretrain(d / "language.npz", d / "tok", out, budget_tokens=budget, architecture=ARCH,
-                          optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1, **kw)
+def run_pretrain(d, out, budget, **kw):
+    return pretrain.pretrain(d / "language.npz", d / "tok", out, SPEC, budget_tokens=budget, **kw)
 
 
 def test_pretrain_is_deterministic_and_complete(lang_files, tmp_path):
     d, _ = lang_files
-    torch.set_num_threads(1)
-    meta = pretrain(d, tmp_path / "a", 256 * 30)
-    pretrain(d, tmp_path / "b", 256 * 30)
+    meta = run_pretrain(d, tmp_path / "a", 256 * 30)
+    run_pretrain(d, tmp_path / "b", 256 * 30)
     assert meta["steps"] == 30 and meta["tokens"] == 7680 and meta["warmup_steps"] == 3
     wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -41,31 +38,25 @@ def test_pretrain_is_deterministic_and_complete(lang_files, tmp_path):
 
 def test_wsd_branch_equals_separate_run_for_the_largest_budget(lang_files, tmp_path):
     d, _ = lang_files
-    torch.set_num_threads(1)
     budgets = [256 * 20, 256 * 40]
     stable = tmp_path / "stable"
-    info = train.pretrain_stable(d / "language.npz", stable, budgets=budgets, architecture=ARCH,
-                                 optimizer=OPT, batch_size=8, seq_len=32, seed=0, data_seed=1)
+    info = pretrain.pretrain_stable(d / "language.npz", stable, SPEC, budgets)
     assert info["branch_steps"] == {5120: 16, 10240: 32}
-    meta = pretrain(d, tmp_path / "branch", budgets[1], branch_from=stable / "tok10240")
+    meta = run_pretrain(d, tmp_path / "branch", budgets[1], branch_from=stable / "tok10240")
     assert meta["branched_at_step"] == 32
-    pretrain(d, tmp_path / "separate", budgets[1])
+    run_pretrain(d, tmp_path / "separate", budgets[1])
     wa, wb = weights(tmp_path / "branch"), weights(tmp_path / "separate")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # the small budget branches from the same trajectory, with its own complete decay
-    small = pretrain(d, tmp_path / "small", budgets[0], branch_from=stable / "tok5120")
+    small = run_pretrain(d, tmp_path / "small", budgets[0], branch_from=stable / "tok5120")
     assert small["steps"] == 20 and small["branched_at_step"] == 16
 
 
-def test_finetune_deterministic_with_epochs(lang_files, tmp_path):
+def test_finetune_deterministic_over_steps(lang_files, tmp_path):
     d, paths = lang_files
-    torch.set_num_threads(1)
-    pretrain(d, tmp_path / "ckpt", 256 * 10)
-    kw = dict(lr=1e-3, steps=12, batch_size=8, max_len=32, warmup_steps=2, schedule="cosine",
-              weight_decay=0.0, grad_clip=1.0)
-    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f1", seed=0, **kw)
-    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f2", seed=0, **kw)
-    train.finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / "f3", seed=1, **kw)
+    run_pretrain(d, tmp_path / "ckpt", 256 * 10)
+    for out, seed in (("f1", 0), ("f2", 0), ("f3", 1)):
+        tiny_finetune(tmp_path / "ckpt", paths["ft_train"], tmp_path / out, seed=seed)
     w1, w2, w3 = (weights(tmp_path / f) for f in ("f1", "f2", "f3"))
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert not all(torch.equal(w1[k], w3[k]) for k in w1)
@@ -80,8 +71,11 @@ def test_prompt_tokens_carry_no_loss(lang_files):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(d / "tok")
-    ids, labels, mask = train.encode_examples(tok, [("<ft> w1", "w2 w3"), ("", "<ft> w4")], 8)
+    enc = sft.encode_examples(tok, [("<ft> w1", "w2 w3"), ("", "<ft> w4")], 8)
+    batch = sft.collate(enc, [0, 1])
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids[0, :5].tolist() == [1, 4, tok.convert_tokens_to_ids("w1"), tok.convert_tokens_to_ids("w2"), tok.convert_tokens_to_ids("w3")]
     assert labels[0, :5].tolist()[:3] == [-100, -100, -100] and labels[0, 3] != -100
     assert labels[1, 0] == -100 and labels[1, 1] == 4
     assert mask[1].tolist() == [1, 1, 1, 0, 0]
+    assert ids.shape[1] == 5  # as wide as the longest example of the batch, not max_len

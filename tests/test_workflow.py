@@ -1,6 +1,7 @@
 """The workflow as users run it: config errors before any job, the micro study end to end,
 byte-identical reruns and minimal reruns after a config change."""
 
+import json
 import re
 import shutil
 
@@ -75,19 +76,20 @@ def test_micro_study_end_to_end(micro_run):
     # per checkpoint: 5 evaluations (base, fine-tunes of seeds 0 and 1, γ=0.5 noise, int8)
     # × 12 rows (acc and acc_norm for 3 prompt formats; word_perplexity and loss for the FT
     # validation, FT test and pretraining texts) + 5 × 2 prompt-spread rows + 2 × 2 forgetting
-    # rows + 2 × 2 learning-jump rows (2 epochs) + the connectivity job's 3 α × 6 path rows and
-    # 2 soups × 6 rows
-    per_ckpt = 5 * 12 + 5 * 2 + 2 * 2 + 2 * 2 + 3 * 6 + 2 * 6
+    # rows + 2 × 2 learning-jump rows (2 epochs) + 2 `diverged` rows (one per fine-tune) + the
+    # connectivity job's 3 α × 6 path rows and 2 soups × 6 rows
+    per_ckpt = 5 * 12 + 5 * 2 + 2 * 2 + 2 * 2 + 2 + 3 * 6 + 2 * 6
     assert len(df) == 2 * per_ckpt
     counts = df.groupby("variant").size().to_dict()
-    assert counts == {"base": 2 * 14, "finetuned": 2 * (2 * 14 + 4 + 4), "perturbed": 2 * 2 * 14,
+    assert counts == {"base": 2 * 14, "finetuned": 2 * (2 * 14 + 4 + 4 + 2), "perturbed": 2 * 2 * 14,
                       "interpolated": 2 * 18, "soup": 2 * 12}
     assert sorted(df["tokens"].unique()) == [8192, 16384]
     assert set(df["split"]) == {"id", "val", "pretrain", "ft_train"}
     assert set(df["metric"]) == {
         "acc", "acc_norm", "word_perplexity", "loss", "prompt_spread_acc", "prompt_spread_acc_norm",
-        "forgetting_loss", "forgetting_word_perplexity", "epoch1_loss_jump", "epoch1_loss_excess",
+        "forgetting_loss", "forgetting_word_perplexity", "epoch1_loss_jump", "epoch1_loss_excess", "diverged",
     }
+    assert (df[df["metric"] == "diverged"]["value"] == 0).all()
     assert set(df["eval_task"]) >= {"synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw", "synth_ft_val_ppl"}
     interp = df[df["variant"] == "interpolated"]
     assert sorted(interp["alpha"].unique()) == [0.0, 0.5, 1.0] and set(interp["seeds"]) == {"0+1"}
@@ -195,3 +197,40 @@ def test_report_bundles_every_figure_and_table(micro_run):
                  "lr_trend.csv", "tuned.csv", "inflection.csv", "finetune_gain.csv", "barriers.csv", "soups.csv"):
         assert name in html, name
     assert "latent improvement" in html  # captions come along
+
+
+@pytest.mark.e2e
+def test_a_diverging_learning_rate_is_a_result_not_a_crash(micro_run, tmp_path):
+    work = tmp_path / "micro"
+    shutil.copytree(micro_run[0], work, symlinks=True)  # the shared run stays as it was
+    more = merge(MICRO, {"finetune": {"learning_rates": [1e-3, 50.0]}})
+    r = snakemake(work, write_config(work / "diverging.yaml", more), "--cores", "2")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "2 fine-tune(s) diverged" in out and "lr=50.0" in out
+    root = work / "results" / "micro"
+    df = pd.read_csv(root / "tables" / "metrics.csv")
+    flags = df[df["metric"] == "diverged"].set_index(["ckpt", "lr", "seed"])["value"]
+    assert flags.xs(50.0, level="lr").eq(1).all() and flags.xs(1e-3, level="lr").eq(0).all()
+    assert len(flags) == 2 * 3  # every fine-tune has its flag: 2 checkpoints × (lr 1e-3 seeds 0, 1; lr 50)
+    diverged = df[(df["lr"] == 50.0) & (df["variant"] == "finetuned")]
+    assert set(diverged["metric"]) == {"diverged"}  # not evaluated
+    best = pd.read_csv(root / "tables" / "best_lr.csv")
+    assert (best["lr"] == 1e-3).all()  # never chosen
+    inflection = pd.read_csv(root / "tables" / "inflection.csv")
+    assert "fine-tune full lr=50" not in set(inflection["condition"]) or inflection["t_star"].notna().all()
+    meta = json.loads((root / "finetuned/tiny/tok8192/synth_ft/full-lr50-s0/meta.json").read_text())
+    assert meta["diverged"] and meta["steps"] > meta["diverged_at_step"] + 1  # stopped early
+    assert (root / "figures" / "finetune_pretrain_loss.png").stat().st_size > 1000
+
+
+@pytest.mark.e2e
+def test_scheduling_settings_rerun_nothing(micro_run):
+    work, _ = micro_run
+    cfg = dict(MICRO)
+    moved = merge(MICRO, {"compute": {"runtime": 999, "mem_mb": 9999, "gpus_per_job": 0},
+                          "finetune": {"save_every": 3}, "models": {"tiny": {"save_every": 7}}})
+    r = snakemake(work, write_config(work / "rescheduled.yaml", moved), "-n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
+    assert cfg == MICRO
