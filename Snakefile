@@ -24,6 +24,7 @@ wildcard_constraints:
     run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
     pert=r"gauss-g[0-9.e+-]+-s[0-9]+|rtn-int[0-9]+",
     group=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?",
+    variant=r"base|ft-[A-Za-z0-9_]+-(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
 
 
 include: "rules/corpus.smk"
@@ -31,6 +32,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/connectivity.smk"
+include: "rules/judge.smk"
 include: "rules/aggregate.smk"
 include: "rules/theory.smk"
 include: "rules/figures.smk"

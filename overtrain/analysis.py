@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from overtrain.config import own_val_task, prompt_formats
+
 # The contract of tables/metrics.csv (DESIGN.md): one row per measurement, in this order.
 METRIC_COLUMNS = [
     "model",
@@ -74,10 +76,11 @@ def forgetting_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def prompt_spread_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Prompt sensitivity: max − min of a metric across a task's prompt formats, per variant."""
-    from overtrain.config import PROMPT_VARIANTS
-
     parts = []
-    for task, formats in PROMPT_VARIANTS.items():
+    for task in sorted(set(df["eval_task"].dropna())):
+        formats = prompt_formats(task)
+        if len(formats) < 2:
+            continue
         d = df[df["eval_task"].isin(formats) & df["metric"].isin(["acc", "acc_norm"])]
         if d["eval_task"].nunique() < len(formats):
             continue
@@ -191,7 +194,8 @@ def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
     if not bad.empty:
         marked = ft.merge(bad.assign(_diverged=True), on=RUN_KEYS + ["lr"], how="left")
         ft = ft[marked["_diverged"].isna().to_numpy()]
-    val = ft[(ft["eval_task"] == select["task"]) & (ft["metric"] == select["metric"])]
+    task = ft["ft_task"].map(own_val_task) if select["task"] == "own" else select["task"]
+    val = ft[(ft["eval_task"] == task) & (ft["metric"] == select["metric"])]
     if val.empty:
         return pd.DataFrame(columns=RUN_KEYS + ["lr", "val_score", "n_seeds"])
     means = val.groupby(RUN_KEYS + ["lr"], dropna=False)["value"].agg(["mean", "count"]).reset_index()
@@ -202,9 +206,10 @@ def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
 
 
 def tuned_metrics(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Every metric of the fine-tunes at the chosen learning rate (the paper's tuned-LR view)."""
+    """Every reported metric of the fine-tunes at the chosen learning rate (the paper's tuned-LR
+    view); the val split chose the rate and is never reported."""
     ft = _finetuned(df)
-    ft = ft[~ft["split"].isin(["ft_train"])]
+    ft = ft[~ft["split"].isin(["ft_train", "val"])]
     tuned = ft.merge(best[RUN_KEYS + ["lr"]], on=RUN_KEYS + ["lr"])
     return tuned[METRIC_COLUMNS].reset_index(drop=True)
 

@@ -13,6 +13,16 @@ from pathlib import Path
 # Prompt formats evaluated beside a task when evaluate.prompt_variants is on (training template
 # first). Kept here, not in overtrain.evaluate, so planning the DAG needs no lm-eval.
 PROMPT_VARIANTS = {"synth_ft_mc": ["synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"]}
+VARIANT_SUFFIXES = ("_instruct", "_raw")
+
+
+def prompt_formats(task: str) -> list[str]:
+    """A multiple-choice task and its other prompt formats (training template first)."""
+    if task in PROMPT_VARIANTS:
+        return PROMPT_VARIANTS[task]
+    if re.fullmatch(r"ft_\w+_test_mc", task):
+        return [task] + [task + s for s in VARIANT_SUFFIXES]
+    return [task]
 
 
 class ConfigError(ValueError):
@@ -74,9 +84,9 @@ def checkpoints(config: dict) -> list[tuple[str, str]]:
 
 def synthetic_tasks_used(config: dict) -> bool:
     """Whether any job needs the synthetic corpus (its data or its evaluation sets)."""
-    from_corpus = {"synth_ft"} | {t for t in eval_splits(config) if t.startswith("synth_")}
+    splits = eval_splits(config)
     pretrain = any(m["source"] == "pretrain" for m in config["models"].values())
-    return pretrain or bool(from_corpus & (set(config["finetune"]["tasks"]) | set(eval_splits(config))))
+    return pretrain or "synth_ft" in config["finetune"]["tasks"] or any(t.startswith("synth_") for t in splits)
 
 
 def finetune_runs(config: dict) -> list[tuple[str, str]]:
@@ -87,7 +97,7 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
         (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
         for method in ft["methods"]
-        for lr in ft["learning_rates"]
+        for lr in learning_rates(config, task)
         for l2 in ft["l2"]
         for seed in ft["seeds"]
     ]
@@ -100,6 +110,31 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
         for seed in conn["seeds"]
     ]
     return list(dict.fromkeys(runs))
+
+
+def parse_variant(variant: str) -> dict:
+    """'base' or 'ft-<task>-<run>' (a fine-tune) → its labels in metrics.csv."""
+    if variant == "base":
+        return {"variant": "base"}
+    m = re.fullmatch(rf"ft-(?P<task>[A-Za-z0-9_]+)-(?P<run>{RUN_PATTERN})", variant)
+    if not m:
+        raise ValueError(f"bad variant {variant!r}; expected base or ft-<task>-<run>")
+    run = parse_run_id(m["run"])
+    return {"variant": "finetuned", "ft_task": m["task"], "ft_method": run["method"], "lr": run["lr"],
+            "l2": run["l2"], "seed": run["seed"]}
+
+
+def judged_variants(config: dict) -> list[str]:
+    """Variants whose responses are judged (evaluate.judge): the base checkpoint and every fine-tune."""
+    if not config["evaluate"]["judge"]["enabled"]:
+        return []
+    return ["base"] + [f"ft-{task}-{run}" for task, run in finetune_runs(config)]
+
+
+def learning_rates(config: dict, task: str) -> list[float]:
+    """A task's learning-rate grid: finetune.learning_rates_by_task[task], else the shared one."""
+    ft = config["finetune"]
+    return ft["learning_rates_by_task"].get(task, ft["learning_rates"])
 
 
 def group_id(lr: float, method: str = "full", l2: float = 0.0) -> str:
@@ -127,9 +162,37 @@ def perturbations(config: dict) -> list[str]:
     return out + [rtn_id(bits) for bits in config["perturb"]["quantize"]["bits"]]
 
 
-def eval_splits(config: dict) -> dict[str, str]:
-    """Every evaluation task → its split (id | ood | pretrain)."""
-    ev = config["evaluate"]
+def own_eval_tasks(task: str, spec: dict | None, prompt_variants: bool) -> dict[str, str]:
+    """A fine-tuning task's own evaluation sets → split: `val` chooses its learning rate, `id`
+    is what is reported. synth_ft: the corpus's validation text, held-out text and MC items;
+    any other task: response loss on its val and test splits, and for classification the
+    multiple-choice accuracy on its test split (in each prompt format)."""
+    if task == "synth_ft":
+        out = {"synth_ft_val_ppl": "val", "synth_ft_ppl": "id", "synth_ft_mc": "id"}
+        mc = "synth_ft_mc"
+    else:
+        out = {f"ft_{task}_val": "val", f"ft_{task}_test": "id"}
+        mc = f"ft_{task}_test_mc" if spec and spec.get("format") == "classification" else None
+        if mc:
+            out[mc] = "id"
+        if mc and not (spec or {}).get("variants"):
+            return out
+    if prompt_variants and mc:
+        out.update({variant: "id" for variant in prompt_formats(mc)})
+    return out
+
+
+def eval_splits(config: dict, specs: dict | None = None, ft_task: str | None = None) -> dict[str, str]:
+    """Every evaluation task of a variant → its split (val | id | ood | pretrain).
+
+    A fine-tune of `ft_task` is scored on its own val and test sets (val, id), on the other
+    fine-tuning tasks' test sets (ood: what it forgets) and on the shared evaluate.val / id /
+    ood lists and the pretraining text. The base checkpoint and its perturbations (`ft_task`
+    None) are scored on every fine-tuning task's own sets. `specs` gives each fine-tuning
+    task's dataset spec (its format decides its evaluation sets).
+    """
+    ev, specs = config["evaluate"], specs or {}
+    pv = ev["prompt_variants"]
     out = {t: "val" for t in ev["val"]}
     for t in ev["id"]:
         if t in out:
@@ -139,16 +202,28 @@ def eval_splits(config: dict) -> dict[str, str]:
         if t in out:
             raise ConfigError(f"evaluate: task {t!r} is listed in both 'id' and 'ood'")
         out[t] = "ood"
-    if ev["prompt_variants"]:
+    for task in config["finetune"]["tasks"]:
+        own = own_eval_tasks(task, specs.get(task), pv)
+        if ft_task is None or task == ft_task:
+            out.update(own)
+        else:  # another task's test sets measure forgetting; its val set selects nothing here
+            out.update({t: "ood" for t, split in own.items() if split == "id"})
+    if pv:
         for task, split in list(out.items()):
-            for variant in PROMPT_VARIANTS.get(task, []):
+            for variant in prompt_formats(task):
                 out.setdefault(variant, split)
     if ev["pretrain_loss"]:
         out[ev["pretrain_task"]] = "pretrain"
     return out
 
 
-def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = frozenset()) -> None:
+def own_val_task(task: str) -> str:
+    """The evaluation task that chooses a fine-tuning task's learning rate (select task: own)."""
+    return "synth_ft_val_ppl" if task == "synth_ft" else f"ft_{task}_val"
+
+
+def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = frozenset(),
+          specs: dict | None = None) -> None:
     """Checks beyond the schema: cross-key constraints and paths. Raises ConfigError."""
     names = set(config["models"])
     for name, m in config["models"].items():
@@ -185,6 +260,9 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
                 f"finetune.tasks[{i}]: unknown task {task!r}; allowed: {sorted(allowed)} "
                 "(or define it under finetune.datasets)"
             )
+    for task in ft["learning_rates_by_task"]:
+        if task not in ft["tasks"]:
+            raise ConfigError(f"finetune.learning_rates_by_task.{task}: not one of finetune.tasks {ft['tasks']}")
     for task, spec in ft["datasets"].items():
         if task not in known_ft_tasks and ({"path", "format"} - set(spec)):
             raise ConfigError(f"finetune.datasets.{task}: a new dataset needs 'path' and 'format'")
@@ -198,7 +276,7 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
         )
     if "lora" in ft["methods"] and ft["parallel"] == "fsdp" and config["compute"]["processes_per_job"] > 1:
         raise ConfigError("finetune.parallel: fsdp shards full fine-tunes; use ddp for methods: [lora]")
-    splits = eval_splits(config)
+    splits = eval_splits(config, specs)
     conn = config["connectivity"]
     if conn["learning_rates"] and len(conn["seeds"]) < 2:
         raise ConfigError("connectivity.seeds: needs at least 2 seeds to compare fine-tunes")
@@ -211,10 +289,25 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
             "connectivity.learning_rates: connectivity needs analysis.select (greedy soups add "
             "fine-tunes in the order of that validation score); set it, or connectivity.learning_rates: []"
         )
-    if select is not None and select["task"] not in splits:
+    if select is not None and select["task"] != "own" and select["task"] not in splits:
         raise ConfigError(
-            f"analysis.select.task: {select['task']!r} is not evaluated (add it to evaluate)"
+            f"analysis.select.task: {select['task']!r} is not evaluated (add it to evaluate, or use 'own': "
+            "each fine-tuning task's own validation set)"
         )
+    judge = config["evaluate"]["judge"]
+    if judge["enabled"]:
+        if "model" not in judge:
+            raise ConfigError("evaluate.judge.model: the judge ({repo, revision} or {path}) is required when enabled")
+        if judge["prompts"] != "alpaca_eval":
+            spec = (specs or {}).get(judge["prompts"])
+            if judge["prompts"] not in ft["tasks"] or (spec or {}).get("format") not in ("hh", "messages", "alpaca"):
+                raise ConfigError(
+                    f"evaluate.judge.prompts: {judge['prompts']!r} must be alpaca_eval or one of finetune.tasks "
+                    "with an instruction format (hh, messages, alpaca): its held-out test instructions"
+                )
+        if judge["reference"] == "alpaca_eval" and judge["prompts"] != "alpaca_eval":
+            raise ConfigError("evaluate.judge.reference: alpaca_eval's reference outputs need prompts: alpaca_eval; "
+                              "otherwise give a reference model ({repo, revision} or {path})")
     if not names:
         raise ConfigError("models: at least one model is required")
 

@@ -84,6 +84,7 @@ def run(
     max_length: int | None,
     device: str = "cpu",
     dtype: str = "float32",
+    task_data: dict | None = None,
 ) -> dict:
     """Interpolate every pair of seeds, build uniform and greedy soups, evaluate with lm-eval."""
     import json
@@ -91,7 +92,7 @@ def run(
     import torch
 
     from overtrain.atomic import atomic_write_json
-    from overtrain.evaluate import evaluate_model
+    from overtrain.evaluate import Evaluation
     from overtrain.models import load_variant
 
     seeds = sorted(finetuned)
@@ -108,16 +109,15 @@ def run(
     tokenizer = models[seeds[0]][1]
     states = {s: {k: v.detach().clone() for k, v in m.state_dict().items()} for s, (m, _) in models.items()}
     probe = models[seeds[0]][0]
+    evaluation = Evaluation(probe, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
+                            max_length=max_length, task_data=task_data)
     cache: dict = {}
 
     def evaluate_state(state: dict, key) -> list[dict]:
         if key not in cache:
             with torch.no_grad():
                 probe.load_state_dict(state)
-            cache[key] = evaluate_model(
-                probe, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
-                max_length=max_length,
-            )
+            cache[key] = evaluation.rows()
         return cache[key]
 
     def value(rows: list[dict], task: str, metric: str) -> float:

@@ -156,6 +156,10 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
     # master weights in float32 whatever the checkpoint's dtype: see overtrain.loop
     model, tokenizer = load_variant(checkpoint_dir, trust_remote_code=spec.trust_remote_code, device=device,
                                     dtype="float32")
+    data_meta = {}
+    if Path(train_jsonl).is_dir():  # a prepared dataset: train.jsonl beside val/test and meta.json
+        data_meta = json.loads(Path(train_jsonl, "meta.json").read_text())
+        train_jsonl = Path(train_jsonl, "train.jsonl")
     encoded = encode_examples(tokenizer, read_examples(train_jsonl), spec.max_len)
     n = len(encoded.ids)
     total = finetune_steps(n, spec.batch_size, spec.steps, spec.epochs)
@@ -197,6 +201,7 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
     meta = {
         "base_checkpoint": str(checkpoint_dir),
         "train_file": str(train_jsonl),
+        "data": data_meta,
         "n_examples": n,
         "truncated_prompts": encoded.truncated,
         "dropped_examples": encoded.dropped,

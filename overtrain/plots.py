@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -43,6 +42,11 @@ def _token_axis(ax, tokens) -> None:
     ax.grid(alpha=0.3)
 
 
+def _legend(ax, **kw) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _save(fig, paths: list[str | Path]) -> None:
     fig.tight_layout()
     for p in paths:
@@ -63,6 +67,9 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after Gaussian noise vs tokens, one line per γ, plus base."""
     pt = select(metrics, split="pretrain", metric="loss")
     models = _models(pt)
+    if pt.empty or not (pt["perturbation"] == "gaussian").any():
+        return _nothing_measured(paths, "no Gaussian-noise evaluation of held-out pretraining text "
+                                        "(evaluate.pretrain_loss or perturb.gaussian.gammas is off)")
     fig, axes = plt.subplots(len(models), 2, figsize=(10, 3.8 * len(models)), squeeze=False)
     for row, model in zip(axes, models):
         d = pt[pt["model"] == model]
@@ -80,14 +87,14 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         row[1].set_title(f"{model}: sensitivity to noise")
         for ax in row:
             _token_axis(ax, d["tokens"])
-            ax.legend(fontsize=8)
+            _legend(ax, fontsize=8)
     _save(fig, paths)
 
 
 def _finetuned(d: pd.DataFrame) -> pd.DataFrame:
     """Fine-tuned rows without ℓ2 pull, mean over seeds, one line per (method, lr)."""
     ft = d[(d["variant"] == "finetuned") & (d["l2"].fillna(0) == 0)].copy()
-    ft["line"] = ft["ft_method"].fillna("full") + ", lr=" + ft["lr"].map("{:g}".format)
+    ft["line"] = [f"{m if isinstance(m, str) else 'full'}, lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
     return _mean_by_tokens(ft, "line")
 
 
@@ -105,6 +112,8 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
     """Held-out pretraining loss after fine-tuning vs tokens, one line per learning rate."""
     pt = select(metrics, split="pretrain", metric="loss")
     models = _models(pt)
+    if pt.empty:
+        return _nothing_measured(paths, "no held-out pretraining loss (evaluate.pretrain_loss is off)")
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = pt[pt["model"] == model]
@@ -116,15 +125,15 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
         _token_axis(ax, d["tokens"])
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     _save(fig, paths)
 
 
 def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """In-distribution fine-tuning task metrics vs tokens, one line per learning rate."""
-    from overtrain.config import PROMPT_VARIANTS
+    from overtrain.config import prompt_formats
 
-    other_formats = {f for formats in PROMPT_VARIANTS.values() for f in formats[1:]}
+    other_formats = {f for t in set(metrics["eval_task"].dropna()) for f in prompt_formats(t)[1:]}
     ident = metrics[
         (metrics["split"] == "id")
         & metrics["metric"].isin(["acc", "loss"])
@@ -148,9 +157,16 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
             if choices:
                 ax.axhline(1 / choices, color="grey", ls=":", label="chance")
         _token_axis(ax, d["tokens"])
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     if not panels:
         axes[0][0].text(0.5, 0.5, "no in-distribution tasks evaluated", ha="center")
+    _save(fig, paths)
+
+
+def _nothing_measured(paths: list[str | Path], why: str) -> None:
+    """A figure whose measurement the config turned off: one panel that says so."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.5))
+    _empty(ax, why)
     _save(fig, paths)
 
 
@@ -179,7 +195,7 @@ def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -
         ax.set_ylabel("pretraining loss increase (nats/token)")
         ax.set_title(f"{model}: sensitivity to weight quantization")
         _token_axis(ax, d["tokens"])
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     _save(fig, paths)
 
 
@@ -208,7 +224,7 @@ def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str
         ax.set_ylabel("metric (loss: nats/token)")
     for ax in axes[0]:
         _token_axis(ax, best["tokens"])
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     _save(fig, paths)
 
 
@@ -235,7 +251,7 @@ def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | P
     for ax in axes[0]:
         if ax.has_data():
             _token_axis(ax, metrics["tokens"])
-            ax.legend(fontsize=7)
+            _legend(ax, fontsize=7)
     _save(fig, paths)
 
 
@@ -253,7 +269,7 @@ def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         ax.set_ylabel("accuracy spread across prompt formats (max − min)")
         ax.set_title("prompt sensitivity (training template, instruction, raw input)")
         _token_axis(ax, d["tokens"])
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     _save(fig, paths)
 
 
@@ -290,7 +306,7 @@ def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | 
     for ax in axes[0]:
         if ax.has_data():
             _token_axis(ax, barriers["tokens"])
-            ax.legend(fontsize=7)
+            _legend(ax, fontsize=7)
     _save(fig, paths)
 
 
@@ -319,5 +335,5 @@ def theory(table: pd.DataFrame, paths: list[str | Path]) -> None:
         ax.set_xlabel("pretraining time τ (gradient-flow units)")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     _save(fig, paths)

@@ -2,6 +2,7 @@ rule aggregate:
     input:
         eval_files(),
         connectivity_files(),
+        judge_files(),
     output:
         report(
             METRICS,

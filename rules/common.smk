@@ -18,8 +18,14 @@ except WorkflowError:
     raise WorkflowError(
         f"Invalid config: {grid.explain_schema_error(config, schema)}"
     ) from None
+# Each fine-tuning task's dataset spec (its format decides its own evaluation sets).
+FT_SPECS = {
+    t: ft_datasets.task_spec(t, config["finetune"]["datasets"])
+    for t in config["finetune"]["tasks"]
+    if t in ft_datasets.TASKS or t in config["finetune"]["datasets"]
+}
 try:
-    grid.check(config, known_ft_tasks=set(ft_datasets.TASKS))
+    grid.check(config, known_ft_tasks=set(ft_datasets.TASKS), specs=FT_SPECS)
 except grid.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
 
@@ -62,7 +68,14 @@ FINETUNE_NON_PARAMS = (
     "lora",
 )
 SEQ_LEN = config["corpus"]["seq_len"]
-SPLITS = grid.eval_splits(config)
+SPLITS = grid.eval_splits(config, FT_SPECS)  # the base checkpoint and its perturbations
+
+
+def finetuned_splits(w):
+    """A fine-tune's evaluation tasks: its own val/test sets, the others' tests as ood."""
+    return grid.eval_splits(config, FT_SPECS, w.task)
+
+
 NEEDS_CORPUS = grid.synthetic_tasks_used(config)
 
 
@@ -81,21 +94,31 @@ CORPUS = {
     "ft_train": f"{R}/corpus/ft_train.jsonl",
 }
 CORPUS["ft_val"] = f"{R}/corpus/ft_val.jsonl"
-EVAL_DATA = (
+CORPUS_EVAL_DATA = (
     {k: CORPUS[k] for k in ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc")}
     if any(t.startswith("synth_") for t in SPLITS)
     else {}
 )
+REAL_FT_TASKS = [t for t in config["finetune"]["tasks"] if t != "synth_ft"]
+
+
+def eval_data(wildcards):
+    """What an evaluation of the model reads: the corpus's evaluation files, and the prepared
+    val/test sets of every fine-tuning task (rendered with this model's tokenizer)."""
+    ft = {f"ft_{t}": f"{R}/ft_data/{wildcards.model}/{t}" for t in REAL_FT_TASKS}
+    return {**CORPUS_EVAL_DATA, **ft}
+
 
 CHECKPOINT = f"{R}/checkpoints/{{model}}/{{ckpt}}"
 FINETUNED = f"{R}/finetuned/{{model}}/{{ckpt}}/{{task}}/{{run}}"
 
 
 def ft_data(wildcards):
-    """The JSONL a fine-tune trains on: the corpus's task, or a prepared dataset."""
+    """What a fine-tune trains on: the corpus's task, or a prepared dataset's directory
+    (train.jsonl, val.jsonl, test.jsonl, meta.json)."""
     if wildcards.task == "synth_ft":
         return CORPUS["ft_train"]
-    return f"{R}/ft_data/{wildcards.model}/{wildcards.task}.jsonl"
+    return f"{R}/ft_data/{wildcards.model}/{wildcards.task}"
 
 
 def first_checkpoint(wildcards):
@@ -128,12 +151,55 @@ def eval_files():
     return out
 
 
+JUDGE = config["evaluate"]["judge"] if config["evaluate"]["judge"]["enabled"] else {}
+
+
+def judge_files():
+    """Every judgment of the study (evaluate.judge): base and fine-tunes of each checkpoint."""
+    return [
+        f"{R}/judgments/{model}/{ckpt}/{variant}.json"
+        for model, ckpt in grid.checkpoints(config)
+        for variant in grid.judged_variants(config)
+    ]
+
+
+def judge_reference_inputs(wildcards):
+    out = {}
+    if isinstance(JUDGE.get("reference"), dict):
+        out["reference_model"] = f"{R}/judge/models/reference"
+    if JUDGE.get("prompts", "alpaca_eval") != "alpaca_eval":
+        model = next(iter(config["models"]))
+        out["prompts"] = f"{R}/ft_data/{model}/{JUDGE['prompts']}"
+    return out
+
+
+def generate_inputs(wildcards):
+    """A fine-tune's directory for ft-<task>-<run> variants; nothing more for base."""
+    v = wildcards.variant
+    if v == "base":
+        return {}
+    task, run = re.fullmatch(r"ft-([A-Za-z0-9_]+)-(.*)", v).groups()
+    return {
+        "finetuned": f"{R}/finetuned/{wildcards.model}/{wildcards.ckpt}/{task}/{run}"
+    }
+
+
 def connectivity_files():
     out = []
     for model, ckpt in grid.checkpoints(config):
         for task, group, _seeds in grid.connectivity_groups(config):
             out.append(f"{R}/connectivity/{model}/{ckpt}/{task}/{group}.json")
     return out
+
+
+def connectivity_splits(w):
+    """The tasks evaluated along a path (and for soups), with the fine-tune's own val task when
+    soups are ordered on it (analysis.select.task: own)."""
+    splits = finetuned_splits(w)
+    tasks = list(config["connectivity"]["tasks"])
+    if (config["analysis"]["select"] or {}).get("task") == "own":
+        tasks.append(grid.own_val_task(w.task))
+    return {t: splits[t] for t in dict.fromkeys(tasks) if t in splits}
 
 
 def connectivity_inputs(wildcards):

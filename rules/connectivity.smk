@@ -1,6 +1,6 @@
 rule connectivity:
     input:
-        unpack(lambda w: EVAL_DATA),
+        unpack(eval_data),
         checkpoint=CHECKPOINT,
         finetuned=connectivity_inputs,
     output:
@@ -21,10 +21,11 @@ rule connectivity:
         code=code_version("connectivity", "evaluate", "models", "config"),
         seeds=config["connectivity"]["seeds"],
         alphas=config["connectivity"]["alphas"],
-        splits={t: SPLITS[t] for t in config["connectivity"]["tasks"] if t in SPLITS},
+        splits=connectivity_splits,
         select=config["analysis"]["select"],
         limit=config["connectivity"]["limit"],
         batch_size=config["evaluate"]["batch_size"],
+        task_data=config["evaluate"]["task_data"],
         max_length=eval_max_length,
     script:
         "../scripts/connectivity.py"

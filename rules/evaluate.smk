@@ -1,15 +1,16 @@
 EVAL_PARAMS = {
     "code": code_version("evaluate", "models", "perturb", "curves", "config"),
-    "splits": SPLITS,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
+    "task_data": config["evaluate"]["task_data"],
+    "max_gen_toks": config["evaluate"]["max_gen_toks"],
     **MODEL_JOB_PARAMS,
 }
 
 
 rule evaluate_checkpoint:
     input:
-        unpack(lambda w: EVAL_DATA),
+        unpack(eval_data),
         checkpoint=CHECKPOINT,
     output:
         [
@@ -29,6 +30,7 @@ rule evaluate_checkpoint:
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        splits=SPLITS,
         variants=CHECKPOINT_VARIANTS,
         max_length=eval_max_length,
         trust_remote_code=model_setting("trust_remote_code", False),
@@ -38,7 +40,7 @@ rule evaluate_checkpoint:
 
 rule evaluate_finetuned:
     input:
-        unpack(lambda w: EVAL_DATA),
+        unpack(eval_data),
         checkpoint=CHECKPOINT,
         finetuned=FINETUNED,
     output:
@@ -56,6 +58,7 @@ rule evaluate_finetuned:
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        splits=finetuned_splits,
         max_length=eval_max_length,
         trust_remote_code=model_setting("trust_remote_code", False),
     script:

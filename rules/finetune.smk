@@ -2,7 +2,7 @@ rule finetune_data:
     input:
         tokenizer=first_checkpoint,
     output:
-        f"{R}/ft_data/{{model}}/{{task}}.jsonl",
+        directory(f"{R}/ft_data/{{model}}/{{task}}"),
     log:
         f"{LOGS}/finetune_data/{{model}}/{{task}}.log",
     benchmark:
@@ -15,8 +15,11 @@ rule finetune_data:
         runtime=model_runtime,
     params:
         code=code_version("data", "models"),
-        spec=lambda w: ft_datasets.task_spec(w.task, config["finetune"]["datasets"]),
+        spec=lambda w: FT_SPECS[w.task],
         n_examples=config["finetune"]["n_examples"],
+        n_val=config["finetune"]["n_val"],
+        n_test=config["finetune"]["n_test"],
+        skip_bad_rows=config["finetune"]["skip_bad_rows"],
         seed=config["finetune"]["sample_seed"],
     script:
         "../scripts/finetune_data.py"

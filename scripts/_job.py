@@ -35,4 +35,5 @@ def model_job(snakemake) -> tuple[str, str]:
 
 
 def eval_data(snakemake) -> dict:
-    return {k: snakemake.input[k] for k in EVAL_DATA_KEYS if k in snakemake.input.keys()}
+    """The corpus files and prepared fine-tuning data directories (`ft_<task>`) a job reads."""
+    return {k: snakemake.input[k] for k in snakemake.input.keys() if k in EVAL_DATA_KEYS or k.startswith("ft_")}

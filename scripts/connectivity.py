@@ -6,7 +6,7 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from overtrain import connectivity  # noqa: E402
-from overtrain.config import parse_run_id  # noqa: E402
+from overtrain.config import own_val_task, parse_run_id  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
 run = parse_run_id(f"{w.group}-s0")
@@ -25,10 +25,11 @@ connectivity.run(
     alphas=[i / (n - 1) for i in range(n)],
     splits=p.splits,
     data_files=eval_data(snakemake),
-    select=p.select,
+    select={**p.select, "task": own_val_task(w.task)} if p.select["task"] == "own" else p.select,
     limit=p.limit,
     batch_size=p.batch_size,
     max_length=p.max_length,
+    task_data=p.task_data,
     device=device,
     dtype=dtype,
 )

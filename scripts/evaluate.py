@@ -19,6 +19,8 @@ evaluate.evaluate_finetuned(
     limit=p.limit,
     batch_size=p.batch_size,
     max_length=p.max_length,
+    task_data=p.task_data,
+    max_gen_toks=p.max_gen_toks,
     trust_remote_code=p.trust_remote_code,
     device=device,
     dtype=dtype,

@@ -15,6 +15,8 @@ evaluate.evaluate_checkpoint(
     limit=p.limit,
     batch_size=p.batch_size,
     max_length=p.max_length,
+    task_data=p.task_data,
+    max_gen_toks=p.max_gen_toks,
     trust_remote_code=p.trust_remote_code,
     device=device,
     dtype=dtype,

@@ -4,11 +4,15 @@ start(snakemake)
 
 from overtrain import data  # noqa: E402
 
-n = data.prepare(
-    snakemake.params.spec,
+p = snakemake.params
+meta = data.prepare(
+    p.spec,
     snakemake.input.tokenizer,
     snakemake.output[0],
-    n_examples=snakemake.params.n_examples,
-    seed=snakemake.params.seed,
+    n_examples=p.n_examples,
+    seed=p.seed,
+    n_val=p.n_val,
+    n_test=p.n_test,
+    skip_bad_rows=p.skip_bad_rows,
 )
-print(f"{n} examples of {snakemake.wildcards.task} for {snakemake.wildcards.model}")
+print(f"{snakemake.wildcards.task} for {snakemake.wildcards.model}: {meta}")

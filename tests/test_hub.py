@@ -1,18 +1,17 @@
 """Hub checkpoints, offline: a temporary HF cache holds a tiny random model under several
-revision refs of a made-up repo, as `huggingface_hub` would have left it."""
+revision refs of a made-up repo, as `huggingface_hub` would have left it. (The whole DAG on Hub
+checkpoints runs in tests/test_presets.py: every preset as a miniature.)"""
 
 import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
-from conftest import MICRO, REPO, snakemake, write_config
+from conftest import MICRO, REPO, write_config
 from overtrain import checkpoints, corpus, models
 
 REPO_ID = "overtrain-test/tiny-llama"
@@ -126,7 +125,7 @@ def hub_config(revisions, tmp_path):
     cfg["experiment"] = "hub"
     cfg["models"] = {"tiny_hub": {"source": "hub", "repo": REPO_ID, "revisions": revisions}}
     cfg["finetune"].update(
-        tasks=["hh_local"], n_examples=32, max_length=32,
+        tasks=["hh_local"], n_examples=24, n_val=8, n_test=8, max_length=32,
         datasets={"hh_local": {"path": "json", "data_files": str(hh), "format": "hh"}},
     )
     cfg["perturb"] = {"gaussian": {"gammas": [0.5], "seeds": [0]}, "quantize": {"bits": []}}
@@ -136,27 +135,6 @@ def hub_config(revisions, tmp_path):
 def run_env(hf_home):
     env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1")
     return env
-
-
-@pytest.mark.e2e
-def test_hub_source_end_to_end_offline(hf_home, tmp_path):
-    fill_cache(hf_home, REPO_ID, REVISIONS)
-    cfg = write_config(tmp_path / "hub.yaml", hub_config({"count": 2, "max_tokens": 9e9}, tmp_path))
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-         str(tmp_path), "--configfile", str(cfg), "--cores", "2"],
-        capture_output=True, text=True, env=run_env(hf_home), timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    df = pd.read_csv(tmp_path / "results" / "hub" / "tables" / "metrics.csv")
-    assert sorted(df["ckpt"].unique()) == ["step1000-tokens4B", "step2000-tokens8B"]
-    assert dict(zip(df["ckpt"], df["tokens"])) == {"step1000-tokens4B": 4 * 10**9, "step2000-tokens8B": 8 * 10**9}
-    assert set(df["variant"]) == {"base", "finetuned", "perturbed", "interpolated", "soup"}
-    assert set(df[df["variant"] == "finetuned"]["ft_task"]) == {"hh_local"}
-    prepared = (tmp_path / "results/hub/ft_data/tiny_hub/hh_local.jsonl").read_text().splitlines()
-    assert len(prepared) == 32 and json.loads(prepared[0])["prompt"].startswith("### Instruction:")
-    meta = json.loads((tmp_path / "results/hub/checkpoints/tiny_hub/step2000-tokens8B/meta.json").read_text())
-    assert len(meta["commit"]) == 40 and meta["repo"] == REPO_ID
 
 
 def test_selector_without_cache_fails_before_any_job(hf_home, tmp_path):

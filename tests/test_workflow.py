@@ -7,7 +7,6 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import MICRO, snakemake, write_config
 from overtrain.analysis import METRIC_COLUMNS

@@ -1,0 +1,102 @@
+"""Each fine-tuning task's own evaluation sets through lm-eval: the response loss equals a direct
+computation; multiple choice in each prompt format; stock tasks included by path."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from overtrain import data, evaluate, models
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_study, tmp_path_factory):
+    d, _ = tiny_study
+    out = tmp_path_factory.mktemp("ft") / "cls"
+    rows = [{"a": f"w{i % 60}", "b": f"w{(3 * i) % 60}", "label": i % 2} for i in range(60)]
+    src = out.parent / "cls.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"path": "json", "data_files": str(src), "format": "classification", "template": "<ft> {a} {b}",
+            "label": "label", "label_names": ["w1", "w2"], "variants": {"instruct": "predict the next word : {a} {b}",
+                                                                          "raw": "{a} {b}"}}
+    data.prepare(spec, d / "tok", out, n_examples=30, seed=0, n_val=10, n_test=12)
+    return d, out
+
+
+def direct_loss(model, tok, rows) -> float:
+    """Token-weighted mean NLL of each response given its prompt, computed by hand."""
+    nll = tokens = 0.0
+    for r in rows:
+        p = tok(r["prompt"], add_special_tokens=False)["input_ids"]
+        c = tok(r["completion"], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            logp = model(ids).logits[0, :-1].log_softmax(-1)
+        nll -= float(logp[torch.arange(len(p) - 1, len(p) + len(c) - 1), ids[0, len(p):]].sum())
+        tokens += len(c)
+    return nll / tokens
+
+
+def test_response_loss_and_multiple_choice_of_a_task(prepared):
+    d, out = prepared
+    model, tok = models.load_variant(d / "ckpt")
+    splits = {"ft_cls_val": "val", "ft_cls_test": "id", "ft_cls_test_mc": "id", "ft_cls_test_mc_instruct": "id",
+              "ft_cls_test_mc_raw": "id"}
+    rows = evaluate.evaluate_model(model, tok, splits, {"ft_cls": out}, limit=None, batch_size=8)
+    got = {(r["eval_task"], r["metric"]): r["value"] for r in rows}
+    test = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    assert got[("ft_cls_test", "loss")] == pytest.approx(direct_loss(model, tok, test), rel=1e-4)
+    val = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert got[("ft_cls_val", "loss")] == pytest.approx(direct_loss(model, tok, val), rel=1e-4)
+    for task in ("ft_cls_test_mc", "ft_cls_test_mc_instruct", "ft_cls_test_mc_raw"):
+        assert 0 <= got[(task, "acc")] <= 1
+    assert {r["split"] for r in rows} == {"val", "id"}
+
+
+def test_stock_tasks_are_included_by_path_without_the_index():
+    text = evaluate.stock_task_yaml("arc_easy")
+    assert text.startswith("include: ") and text.split()[1].endswith("arc/arc_easy.yaml")
+    assert evaluate.stock_task_yaml("no_such_task_anywhere") is None
+
+
+def test_an_overflowing_perplexity_is_recorded_as_infinite():
+    rows = evaluate.tidy_results({"t": {"word_perplexity,none": math.inf}}, {"t": "pretrain"})
+    assert {r["metric"]: r["value"] for r in rows} == {"word_perplexity": math.inf, "loss": math.inf}
+
+
+def test_tokenizer_round_trip_of_prepared_rows(prepared):
+    d, out = prepared
+    tok = AutoTokenizer.from_pretrained(d / "tok")
+    for r in (json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()):
+        assert r["n_target"] == len(tok(r["completion"], add_special_tokens=False)["input_ids"])
+
+
+def test_tasks_built_once_score_like_simple_evaluate(tiny_study):
+    """Evaluation (tasks built once, lm-eval's evaluate per variant) gives simple_evaluate's numbers,
+    for every variant of a job that swaps weights in place."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    d, paths = tiny_study
+    model, tok = models.load_variant(d / "ckpt")
+    splits = {"synth_pretrain_ppl": "pretrain", "synth_ft_mc": "id", "synth_ft_val_ppl": "val"}
+    ev = evaluate.Evaluation(model, tok, splits, paths, limit=16, batch_size=8)
+    first = ev.rows()
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+    changed = ev.rows()
+    model.load_state_dict(pristine)
+    assert ev.rows() == first and changed != first
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as task_dir:
+        evaluate.write_task_dir(task_dir, list(splits), paths)
+        out = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=8), tasks=list(splits),
+                                      task_manager=TaskManager(include_path=task_dir, include_defaults=False),
+                                      limit=16, bootstrap_iters=0, log_samples=False)
+    assert evaluate.tidy_results(out["results"], splits) == first

