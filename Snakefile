@@ -45,6 +45,11 @@ rule all:
         TABLES,
         FIGURES,
         THEORY,
+        FINDINGS,
+
+
+onstart:
+    start_jobserver()
 
 
 onsuccess:

@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 
 from overtrain.config import own_val_task, prompt_formats
+from overtrain.intervals import curves as replicate_curves
+from overtrain.intervals import interval, summarize
 
 # The contract of tables/metrics.csv (DESIGN.md): one row per measurement, in this order.
 METRIC_COLUMNS = [
     "model",
     "ckpt",
     "tokens",
+    "pretrain_seed",
     "variant",
     "ft_task",
     "lr",
@@ -35,7 +38,7 @@ METRIC_COLUMNS = [
 VARIANTS = ["base", "finetuned", "perturbed", "interpolated", "soup"]
 SPLITS = ["id", "val", "ood", "pretrain", "ft_train"]
 LABEL_COLUMNS = [
-    "model", "ckpt", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
+    "model", "ckpt", "pretrain_seed", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
     "alpha", "soup", "seeds",
 ]
 # The columns of DESIGN.md's contract; the others (ft_method, l2, bits) sit between gamma and
@@ -104,7 +107,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
     df["tokens"] = df["tokens"].astype("int64")
     for col in ("lr", "gamma", "l2", "alpha"):
         df[col] = df[col].astype("float64")
-    for col in ("seed", "bits"):
+    for col in ("pretrain_seed", "seed", "bits"):
         df[col] = df[col].astype("Int64")
     df = pd.concat([df, forgetting_rows(df), prompt_spread_rows(df)], ignore_index=True)
     bad = set(df["variant"]) - set(VARIANTS)
@@ -115,7 +118,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
         raise ValueError(f"unknown splits {bad}; allowed {SPLITS}")
     order = pd.Categorical(df["variant"], categories=VARIANTS, ordered=True)
     df = df.assign(_v=order).sort_values(
-        ["model", "tokens", "_v", "ft_task", "ft_method", "lr", "l2", "perturbation", "gamma",
+        ["model", "tokens", "pretrain_seed", "_v", "ft_task", "ft_method", "lr", "l2", "perturbation", "gamma",
          "bits", "seed", "soup", "seeds", "alpha", "split", "eval_task", "metric"],
         kind="mergesort",
         na_position="first",
@@ -137,14 +140,12 @@ def select(df: pd.DataFrame, **equal) -> pd.DataFrame:
     return df[mask]
 
 
-def pretrain_loss_by_variant(df: pd.DataFrame) -> pd.DataFrame:
-    """Held-out pretraining loss per checkpoint for base, each γ and each learning rate.
-
-    Noise and fine-tuning seeds are averaged; columns: model, tokens, condition, value, increase
-    (over the base checkpoint's loss).
-    """
+def pretrain_loss_by_variant(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Held-out pretraining loss per budget for base, each γ, each quantization and each
+    learning rate, and its increase over the base checkpoint (of the same replicate): means
+    over replicates with 95% bootstrap intervals."""
     pt = select(df, split="pretrain", metric="loss")
-    base = pt[pt["variant"] == "base"].set_index(["model", "tokens"])["value"]
+    base = pt[pt["variant"] == "base"].set_index(["model", "ckpt"])["value"]
     parts = [pt[pt["variant"] == "base"].assign(condition="base")]
     noisy = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "gaussian")]
     parts.append(noisy.assign(condition=[f"noise γ={g:g}" for g in noisy["gamma"]]))
@@ -153,14 +154,13 @@ def pretrain_loss_by_variant(df: pd.DataFrame) -> pd.DataFrame:
     ft = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
     labels = [f"fine-tune {m if isinstance(m, str) else 'full'} lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
     parts.append(ft.assign(condition=labels))
-    out = (
-        pd.concat(parts)
-        .groupby(["model", "tokens", "condition"], sort=True)["value"]
-        .mean()
-        .reset_index()
-    )
-    out["increase"] = out["value"] - base.reindex(list(zip(out["model"], out["tokens"]))).to_numpy()
-    return out
+    rows = pd.concat(parts)
+    rows = rows.assign(increase=rows["value"].to_numpy() - base.reindex(list(zip(rows["model"], rows["ckpt"]))).to_numpy())
+    keys = ["model", "tokens", "condition"]
+    value = summarize(rows, keys, "value", n_boot).rename(columns={"mean": "value"})
+    inc = summarize(rows, keys, "increase", n_boot).rename(
+        columns={"mean": "increase", "ci_low": "increase_ci_low", "ci_high": "increase_ci_high"})
+    return value.merge(inc.drop(columns="n"), on=keys)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +181,8 @@ def diverged_runs(df: pd.DataFrame) -> pd.DataFrame:
     """The fine-tunes whose training diverged (their `diverged` row is 1), one row each."""
     ft = _finetuned(df)
     d = ft[(ft["metric"] == "diverged") & (ft["value"] > 0)]
-    return d[RUN_KEYS + ["lr", "seed"]].sort_values(RUN_KEYS + ["lr", "seed"]).reset_index(drop=True)
+    cols = RUN_KEYS + ["pretrain_seed", "lr", "seed"]
+    return d.reindex(columns=cols).sort_values(RUN_KEYS + ["lr", "seed"]).reset_index(drop=True)
 
 
 def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
@@ -232,36 +233,32 @@ def lr_trend(tokens: list[float], lrs: list[float]) -> str:
     return f"{speed} {'decreasing' if slope < 0 else 'increasing'}"
 
 
-def inflection(
-    curves: pd.DataFrame, higher_is_better: bool, n_boot: int = 1000, seed: int = 0
-) -> dict:
-    """T*: the budget where the seed-averaged metric is best, with a bootstrap interval.
+def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = 1000, seed: int = 0) -> dict:
+    """T*: the budget where the replicate-averaged metric is best, with a bootstrap interval.
 
-    `curves` has columns tokens, seed, value. Seeds are resampled with replacement; each
-    resample's mean curve gives a T*; the interval is its 2.5–97.5 percentile range. `interior`
-    says whether T* lies strictly inside the budget range (an inflection, not an end point).
+    `rows` has tokens, value and the replicate columns (pretrain_seed, seed). Replicates are
+    resampled with replacement; each resample's mean curve gives a T*; the interval is the
+    central 95% of them. `interior` says whether T* lies strictly inside the budget range (an
+    inflection, not an end point).
     """
-    wide = curves.pivot_table(index="tokens", columns="seed", values="value", aggfunc="mean", dropna=False)
-    wide = wide.dropna(axis=1)
-    tokens = wide.index.to_numpy()
-    values = wide.to_numpy()  # (budgets, seeds)
+    wide = replicate_curves(rows)
+    tokens, values = wide.index.to_numpy(), wide.to_numpy()  # (budgets, replicates)
     sign = 1 if higher_is_better else -1
 
     def t_star(cols) -> float:
-        mean = values[:, cols].mean(axis=1)
-        return float(tokens[int(np.argmax(sign * mean))])
+        with np.errstate(invalid="ignore"):
+            mean = values[:, cols].mean(axis=1)
+        return float(tokens[int(np.argmax(sign * np.nan_to_num(mean, nan=-sign * np.inf)))])
 
     n = values.shape[1]
+    if n == 0:
+        return {"t_star": np.nan, "ci_low": np.nan, "ci_high": np.nan, "interior": False, "n_seeds": 0}
     best = t_star(np.arange(n))
     rng = np.random.default_rng(seed)
     boots = [t_star(rng.integers(0, n, n)) for _ in range(n_boot)] if n > 1 else [best]
-    return {
-        "t_star": best,
-        "ci_low": float(np.percentile(boots, 2.5)),
-        "ci_high": float(np.percentile(boots, 97.5)),
-        "interior": bool(tokens.min() < best < tokens.max()),
-        "n_seeds": int(n),
-    }
+    lo, hi = interval(boots)
+    return {"t_star": best, "ci_low": lo, "ci_high": hi, "interior": bool(tokens.min() < best < tokens.max()),
+            "n_seeds": int(n)}
 
 
 def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 1000) -> pd.DataFrame:
@@ -273,14 +270,15 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
         noisy = m[m["perturbation"] == "gaussian"]
         for gamma, g in noisy.groupby("gamma"):
             rows.append({"model": model, "condition": f"noise γ={gamma:g}", "eval_task": g["eval_task"].iloc[0],
-                         "metric": "loss", **inflection(g[["tokens", "seed", "value"]], False, n_boot)})
+                         "metric": "loss", **inflection(g, False, n_boot)})
         ft = _finetuned(m)
         diverged = diverged_runs(df[df["model"] == model])
         for (method, l2, lr), g in ft.groupby(["ft_method", "l2", "lr"]):
             label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "")
             # a diverged fine-tune has no evaluation: it counts as infinitely bad, never as T*
             gone = diverged[(diverged["ft_method"] == method) & (diverged["l2"] == l2) & (diverged["lr"] == lr)]
-            curves = pd.concat([g[["tokens", "seed", "value"]], gone[["tokens", "seed"]].assign(value=np.inf)])
+            cols = ["tokens", "pretrain_seed", "seed"]
+            curves = pd.concat([g[cols + ["value"]], gone[cols].assign(value=np.inf)])
             rows.append({"model": model, "condition": label, "eval_task": g["eval_task"].iloc[0],
                          "metric": "loss", **inflection(curves, False, n_boot)})
     if best is not None and not best.empty:
@@ -288,7 +286,7 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
         ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]
         for (model, task, split, metric), g in ident.groupby(["model", "eval_task", "split", "metric"]):
             rows.append({"model": model, "condition": f"tuned lr ({split})", "eval_task": task, "metric": metric,
-                         **inflection(g[["tokens", "seed", "value"]], metric == "acc", n_boot)})
+                         **inflection(g, metric == "acc", n_boot)})
     columns = ["model", "condition", "eval_task", "metric", "t_star", "ci_low", "ci_high", "interior", "n_seeds"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -310,7 +308,7 @@ def connectivity_tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame
     """Barriers (and L2 distances) per pair, and soup gains over the best single fine-tune."""
     barriers, soups = [], []
     for r in results:
-        keys = {k: r.get(k) for k in ("model", "ckpt", "tokens", "ft_task", "ft_method", "lr", "l2")}
+        keys = {k: r.get(k) for k in ("model", "ckpt", "tokens", "pretrain_seed", "ft_task", "ft_method", "lr", "l2")}
         barriers += [{**keys, **b} for b in r["barriers"]]
         singles = {}
         for row in r["interpolation"]:
@@ -329,7 +327,7 @@ def connectivity_tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame
             soups.append({**keys, "soup": row["soup"], "ingredients": row["seeds"], "eval_task": row["eval_task"],
                           "split": row["split"], "metric": row["metric"], "value": row["value"],
                           "best_single": best, "gain": gain})
-    keys = ["model", "ckpt", "tokens", "ft_task", "ft_method", "lr", "l2"]
+    keys = ["model", "ckpt", "tokens", "pretrain_seed", "ft_task", "ft_method", "lr", "l2"]
     return (
         pd.DataFrame(barriers, columns=keys + ["seeds", "eval_task", "split", "metric", "barrier"]),
         pd.DataFrame(soups, columns=keys + ["soup", "ingredients", "eval_task", "split", "metric",

@@ -63,8 +63,17 @@ def rtn_id(bits: int) -> str:
     return f"rtn-int{bits}"
 
 
-def pretrain_ckpt_id(budget: int) -> str:
-    return f"tok{budget}"
+def pretrain_ckpt_id(budget: int, seed: int = 0) -> str:
+    """'tok125000-s0': a pretraining budget and its pretraining seed (a replicate of the study)."""
+    return f"tok{budget}-s{seed}"
+
+
+def parse_pretrain_ckpt(ckpt: str) -> tuple[int, int]:
+    """'tok125000-s2' → (125000, 2)."""
+    m = re.fullmatch(r"tok(\d+)-s(\d+)", ckpt)
+    if not m:
+        raise ValueError(f"bad pretraining checkpoint id {ckpt!r}; expected tok<budget>-s<seed>")
+    return int(m[1]), int(m[2])
 
 
 def checkpoints(config: dict) -> list[tuple[str, str]]:
@@ -72,7 +81,7 @@ def checkpoints(config: dict) -> list[tuple[str, str]]:
     out = []
     for name, m in config["models"].items():
         if m["source"] == "pretrain":
-            out += [(name, pretrain_ckpt_id(b)) for b in m["budgets"]]
+            out += [(name, pretrain_ckpt_id(b, s)) for s in m["seeds"] for b in m["budgets"]]
         elif m["source"] == "local":
             out += [(name, ckpt) for ckpt in m["checkpoints"]]
         elif m["source"] == "hub":

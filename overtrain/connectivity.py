@@ -41,6 +41,14 @@ def l2_distance(state_a: dict, state_b: dict) -> float:
     return total**0.5
 
 
+def linear_barrier(values: list[float], alphas: list[float], higher_is_better: bool) -> float:
+    """Entezari et al.'s barrier: the path's worst excess over the straight line between its ends,
+    max_α [L(α) − ((1 − α)L(0) + αL(1))] (0 for a perfectly linear path whose ends differ)."""
+    line = [(1 - a) * values[0] + a * values[-1] for a in alphas]
+    gaps = [(y - v) if higher_is_better else (v - y) for v, y in zip(values, line)]
+    return max(gaps)
+
+
 def barrier(values: list[float], higher_is_better: bool) -> float:
     """Worst point of the path compared with the mean of its endpoints (≥ 0 when the path sags).
 
@@ -136,9 +144,14 @@ def run(
             if metric not in ("loss", "acc"):
                 continue
             curve = [value(rows, task, metric) for rows in path]
+            higher = metric == "acc"
             barriers.append(
                 {"seeds": f"{sa}+{sb}", "eval_task": task, "split": r0["split"], "metric": metric,
-                 "barrier": barrier(curve, higher_is_better=metric == "acc")}
+                 "barrier": barrier(curve, higher_is_better=higher)}
+            )
+            barriers.append(
+                {"seeds": f"{sa}+{sb}", "eval_task": task, "split": r0["split"], "metric": f"{metric}_linear",
+                 "barrier": linear_barrier(curve, alphas, higher_is_better=higher)}
             )
         barriers.append(
             {"seeds": f"{sa}+{sb}", "eval_task": None, "split": None, "metric": "l2_distance",

@@ -184,6 +184,61 @@ def tidy_results(results: dict, splits: dict[str, str]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["split"], r["eval_task"], r["metric"]))
 
 
+def _caching_lm_class():
+    """HFLM whose tokenisations are computed once per job: lm-eval encodes every request's
+    strings one by one (and decodes the BOS token on each call); multiple-choice contexts recur
+    for every choice and prompt format, and every variant a job scores (perturbations, points of
+    an interpolation path) reads the same documents. Uncached strings of a batch of requests are
+    encoded in one tokenizer call. The token ids are exactly lm-eval's, so are the numbers."""
+    from lm_eval.models.huggingface import HFLM, _add_special_kwargs, has_bos_prefix
+
+    class CachingHFLM(HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._encoded: dict = {}
+            self._bos_text = self.tokenizer.decode(self.prefix_token_id)
+
+        def _kwargs(self, string: str, add_special_tokens) -> dict:
+            kwargs = _add_special_kwargs(add_special_tokens, self.add_bos_token)
+            if add_special_tokens is None and has_bos_prefix(string, self._bos_text):
+                kwargs["add_special_tokens"] = False
+            return kwargs
+
+        def _prefill(self, strings) -> None:
+            """Encode the strings not seen yet, grouped by their special-token setting, in batches."""
+            todo: dict = {}
+            for string in dict.fromkeys(strings):
+                if (string, None) not in self._encoded:
+                    kwargs = self._kwargs(string, None)
+                    todo.setdefault(tuple(sorted(kwargs.items())), []).append(string)
+            for kwargs, group in todo.items():
+                ids = self.tokenizer(group, **dict(kwargs))["input_ids"]
+                self._encoded.update({(string, None): enc for string, enc in zip(group, ids)})
+
+        def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
+            key = (string, add_special_tokens)
+            if key not in self._encoded:
+                self._encoded[key] = self.tokenizer.encode(string, **self._kwargs(string, add_special_tokens))
+            encoding = list(self._encoded[key])
+            return encoding[-left_truncate_len:] if left_truncate_len else encoding
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            strings = []
+            for context, continuation in (r.args for r in requests):
+                if context:  # as _encode_pair splits them: trailing spaces move to the continuation
+                    n = len(context) - len(context.rstrip())
+                    head, tail = (context[:-n], context[-n:] + continuation) if n else (context, continuation)
+                    strings += [head + tail, head]
+            self._prefill(strings)
+            return super().loglikelihood(requests, disable_tqdm)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            self._prefill([r.args[0] for r in requests])
+            return super().loglikelihood_rolling(requests, disable_tqdm)
+
+    return CachingHFLM
+
+
 class Evaluation:
     """lm-eval's tasks for one job, built once (datasets read, prompts rendered), and one HFLM
     wrapper around the job's model: `rows()` scores the model as its weights are now, so a job
@@ -200,7 +255,6 @@ class Evaluation:
     def __init__(self, model, tokenizer, splits: dict[str, str], data_files: dict[str, str | Path], *,
                  limit: int | None, batch_size: int | str = 64, max_length: int | None = None,
                  task_data: dict | None = None, max_gen_toks: int | None = None):
-        from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
 
         if not any(t not in SYNTHETIC_TASKS and not FT_TASK.fullmatch(t) for t in splits):
@@ -217,7 +271,8 @@ class Evaluation:
             if task.get_config("num_fewshot") is None:
                 task.set_config(key="num_fewshot", value=0)
             task.set_fewshot_seed(seed=0)
-        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        self.lm = _caching_lm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                      max_length=max_length)
 
     def _score(self, tasks: list[str]) -> dict:
         import random
@@ -257,6 +312,13 @@ def evaluate_model(model, tokenizer, splits: dict[str, str], data_files: dict[st
     """One variant on every task in `splits` (task → val | id | ood | pretrain); see Evaluation."""
     return Evaluation(model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
                       max_length=max_length, task_data=task_data, max_gen_toks=max_gen_toks).rows()
+
+
+def checkpoint_labels(checkpoint_dir: str | Path) -> dict:
+    """What every result of a checkpoint carries: its pretraining tokens and, for the
+    controlled study, its pretraining replicate."""
+    meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
+    return {"tokens": meta["tokens"], "pretrain_seed": meta.get("pretrain_seed")}
 
 
 def runtime_info(model, batch_size: int | str) -> dict:
@@ -305,12 +367,12 @@ def evaluate_finetuned(
     from overtrain.curves import learning_jump_rows
     from overtrain.models import load_variant, package_versions
 
-    tokens = json.loads(Path(checkpoint_dir, "meta.json").read_text())["tokens"]
+    ckpt = checkpoint_labels(checkpoint_dir)
     ft_meta = json.loads(Path(finetuned_dir, "meta.json").read_text())
     task = labels["ft_task"]
     if ft_meta.get("diverged"):
         print(f"not evaluated: the fine-tune diverged ({ft_meta.get('diverged_reason')})")
-        result = {**labels, "tokens": tokens, "status": "diverged", "rows": [diverged_row(task, True)],
+        result = {**labels, **ckpt, "status": "diverged", "rows": [diverged_row(task, True)],
                   "versions": package_versions()}
         atomic_write_json(out_json, result)
         return result
@@ -318,7 +380,7 @@ def evaluate_finetuned(
     rows = evaluate_model(model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
                           max_length=max_length, task_data=task_data, max_gen_toks=max_gen_toks)
     rows += [diverged_row(task, False)] + learning_jump_rows(Path(finetuned_dir, "train_log.csv"), task)
-    result = {**labels, "tokens": tokens, "status": "ok", "rows": rows, "runtime": runtime_info(model, batch_size),
+    result = {**labels, **ckpt, "status": "ok", "rows": rows, "runtime": runtime_info(model, batch_size),
               "versions": package_versions()}
     atomic_write_json(out_json, result)
     return result
@@ -372,6 +434,6 @@ def evaluate_checkpoint(
             else:
                 variant_labels.update(bits=perturbation["bits"])
         rows = evaluation.rows()
-        result = {**variant_labels, "tokens": meta["tokens"], "status": "ok", "rows": rows,
+        result = {**variant_labels, **checkpoint_labels(checkpoint_dir), "status": "ok", "rows": rows,
                   "runtime": runtime_info(model, batch_size), "versions": package_versions()}
         atomic_write_json(out_json, result)

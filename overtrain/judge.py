@@ -234,12 +234,14 @@ def judge_generations(
     from overtrain.atomic import atomic_write_json
     from overtrain.models import package_versions
 
-    tokens = json.loads(Path(checkpoint_dir, "meta.json").read_text())["tokens"]
+    from overtrain.evaluate import checkpoint_labels
+
+    ckpt = checkpoint_labels(checkpoint_dir)
     generations = json.loads(Path(generations_json).read_text())
     reference = json.loads(Path(reference_json).read_text())
     labels = {k: v for k, v in generations.items() if k not in ("status", "instructions", "outputs")}
     if generations["status"] != "ok":
-        result = {**labels, "tokens": tokens, "status": generations["status"], "rows": [],
+        result = {**labels, **ckpt, "status": generations["status"], "rows": [],
                   "versions": package_versions()}
         atomic_write_json(out_json, result)
         return result
@@ -247,7 +249,7 @@ def judge_generations(
     prefer = lm_preference if kind == "lm" else reward_preference
     preferences = [prefer(judge, judge_tokenizer, i, m, r)
                    for i, m, r in zip(reference["instructions"], generations["outputs"], reference["outputs"])]
-    result = {**labels, "tokens": tokens, "status": "ok",
+    result = {**labels, **ckpt, "status": "ok",
               "rows": judgment_rows(preferences, generations["outputs"], reference["outputs"]),
               "reference": reference["reference"], "judge": str(judge_dir), "judge_kind": kind,
               "preferences": preferences, "versions": package_versions()}

@@ -8,9 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from overtrain.analysis import select  # noqa: E402
+from overtrain.intervals import replicate_ids, summarize  # noqa: E402
 
 UNITS = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")]
 
@@ -48,15 +50,38 @@ def _legend(ax, **kw) -> None:
 
 
 def _save(fig, paths: list[str | Path]) -> None:
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))  # room for the replicate note
     for p in paths:
         fig.savefig(p, dpi=120, metadata={"CreationDate": None} if str(p).endswith(".pdf") else None)
     plt.close(fig)
 
 
-def _mean_by_tokens(df: pd.DataFrame, by: str | None) -> pd.DataFrame:
-    keys = ["model", "tokens"] + ([by] if by else [])
-    return df.groupby(keys, dropna=False)["value"].mean().reset_index()
+def _band(ax, rows: pd.DataFrame, label: str, style: str = "-o", color=None, value: str = "value") -> None:
+    """One line: the mean over replicates vs tokens, with its 95% bootstrap band."""
+    s = summarize(rows, ["tokens"], value)
+    s = s[np.isfinite(s["mean"])]
+    if s.empty:
+        return
+    (line,) = ax.plot(s["tokens"], s["mean"], style, label=label, ms=4, **({"color": color} if color else {}))
+    if (s["n"] > 1).any():
+        ax.fill_between(s["tokens"], s["ci_low"], s["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+
+
+def _note(fig, rows: pd.DataFrame) -> None:
+    """How many replicates the lines average, under the figure."""
+    if rows.empty:
+        return
+    n = int(replicate_ids(rows).nunique())
+    text = (f"lines: mean over {n} replicates; bands: 95% bootstrap interval" if n > 1
+            else "one replicate (no interval): add pretraining or fine-tuning seeds for bands")
+    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8, color="dimgrey")
+
+
+def _increase(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """rows' value minus the base checkpoint's (the same checkpoint: the same replicate)."""
+    base = d[d["variant"] == "base"].set_index(["ckpt", "eval_task", "metric"])["value"]
+    keys = list(zip(rows["ckpt"], rows["eval_task"], rows["metric"]))
+    return rows.assign(value=rows["value"].to_numpy() - base.reindex(keys).to_numpy())
 
 
 def _models(df: pd.DataFrame) -> list[str]:
@@ -70,16 +95,14 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     if pt.empty or not (pt["perturbation"] == "gaussian").any():
         return _nothing_measured(paths, "no Gaussian-noise evaluation of held-out pretraining text "
                                         "(evaluate.pretrain_loss or perturb.gaussian.gammas is off)")
-    fig, axes = plt.subplots(len(models), 2, figsize=(10, 3.8 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(len(models), 2, figsize=(10, 3.8 * len(models) + 0.3), squeeze=False)
     for row, model in zip(axes, models):
         d = pt[pt["model"] == model]
-        base = _mean_by_tokens(d[d["variant"] == "base"], None).set_index("tokens")["value"]
-        row[0].plot(base.index, base.values, "k-o", label="base (no noise)")
-        noisy = _mean_by_tokens(d[d["perturbation"] == "gaussian"], "gamma")
+        _band(row[0], d[d["variant"] == "base"], "base (no noise)", "k-o")
+        noisy = d[d["perturbation"] == "gaussian"]
         for gamma, g in noisy.groupby("gamma"):
-            row[0].plot(g["tokens"], g["value"], "-o", label=f"noise γ={gamma:g}·σ_init")
-            inc = g["value"].to_numpy() - base.reindex(g["tokens"]).to_numpy()
-            row[1].plot(g["tokens"], inc, "-o", label=f"γ={gamma:g}·σ_init")
+            _band(row[0], g, f"noise γ={gamma:g}·σ_init")
+            _band(row[1], _increase(d, g), f"γ={gamma:g}·σ_init")
         row[0].set_ylabel("held-out pretraining loss (nats/token)")
         row[0].set_title(f"{model}: pretraining loss after Gaussian noise")
         row[1].set_ylabel("increase over base (nats/token)")
@@ -88,14 +111,15 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         for ax in row:
             _token_axis(ax, d["tokens"])
             _legend(ax, fontsize=8)
+    _note(fig, pt)
     _save(fig, paths)
 
 
-def _finetuned(d: pd.DataFrame) -> pd.DataFrame:
-    """Fine-tuned rows without ℓ2 pull, mean over seeds, one line per (method, lr)."""
+def _finetuned_lines(d: pd.DataFrame):
+    """Fine-tuned rows without ℓ2 pull, one group per (method, lr)."""
     ft = d[(d["variant"] == "finetuned") & (d["l2"].fillna(0) == 0)].copy()
     ft["line"] = [f"{m if isinstance(m, str) else 'full'}, lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
-    return _mean_by_tokens(ft, "line")
+    return ft.groupby("line")
 
 
 def _mark_diverged(ax, metrics: pd.DataFrame, model: str) -> None:
@@ -114,18 +138,18 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
     models = _models(pt)
     if pt.empty:
         return _nothing_measured(paths, "no held-out pretraining loss (evaluate.pretrain_loss is off)")
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.3), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = pt[pt["model"] == model]
-        base = _mean_by_tokens(d[d["variant"] == "base"], None)
-        ax.plot(base["tokens"], base["value"], "k-o", label="base (before fine-tuning)")
-        for line, g in _finetuned(d).groupby("line"):
-            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
+        _band(ax, d[d["variant"] == "base"], "base (before fine-tuning)", "k-o")
+        for line, g in _finetuned_lines(d):
+            _band(ax, g, f"fine-tuned {line}")
         _mark_diverged(ax, metrics, model)
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
         _token_axis(ax, d["tokens"])
         _legend(ax, fontsize=8)
+    _note(fig, pt)
     _save(fig, paths)
 
 
@@ -141,25 +165,23 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
     ]
     panels = sorted(ident.groupby(["model", "eval_task", "metric"]).groups)
     ncols = max(1, len(panels))
-    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.3), squeeze=False)
     for ax, (model, task, metric) in zip(axes[0], panels):
         d = ident[(ident["model"] == model) & (ident["eval_task"] == task) & (ident["metric"] == metric)]
-        base = _mean_by_tokens(d[d["variant"] == "base"], None)
-        ax.plot(base["tokens"], base["value"], "k-o", label="base")
-        for line, g in _finetuned(d).groupby("line"):
-            ax.plot(g["tokens"], g["value"], "-o", label=f"fine-tuned {line}")
+        _band(ax, d[d["variant"] == "base"], "base", "k-o")
+        for line, g in _finetuned_lines(d):
+            _band(ax, g, f"fine-tuned {line}")
         _mark_diverged(ax, metrics, model)
         unit = "accuracy" if metric == "acc" else "loss (nats/token)"
         ax.set_ylabel(f"{task} {unit}")
         ax.set_title(f"{model}: {task} ({metric})")
-        if metric == "acc":
-            choices = 4 if "mc" in task else None
-            if choices:
-                ax.axhline(1 / choices, color="grey", ls=":", label="chance")
+        if metric == "acc" and task.startswith("synth_ft_mc"):
+            ax.axhline(1 / 4, color="grey", ls=":", label="chance")
         _token_axis(ax, d["tokens"])
         _legend(ax, fontsize=8)
     if not panels:
-        axes[0][0].text(0.5, 0.5, "no in-distribution tasks evaluated", ha="center")
+        _empty(axes[0][0], "no in-distribution tasks evaluated")
+    _note(fig, ident)
     _save(fig, paths)
 
 
@@ -180,29 +202,28 @@ def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -
     """Increase of held-out pretraining loss from round-to-nearest quantization vs tokens."""
     pt = select(metrics, split="pretrain", metric="loss")
     models = _models(pt) or ["(none)"]
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.3), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = pt[pt["model"] == model]
-        base = _mean_by_tokens(d[d["variant"] == "base"], None).set_index("tokens")["value"]
         q = d[d["perturbation"] == "rtn"]
         if q.empty:
             _empty(ax, "no quantized variants (perturb.quantize.bits)")
             continue
-        for bits, g in _mean_by_tokens(q, "bits").groupby("bits"):
-            inc = g["value"].to_numpy() - base.reindex(g["tokens"]).to_numpy()
-            ax.plot(g["tokens"], inc, "-o", label=f"RTN int{int(bits)} (per output channel)")
+        for bits, g in q.groupby("bits"):
+            _band(ax, _increase(d, g), f"RTN int{int(bits)} (per output channel)")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel("pretraining loss increase (nats/token)")
         ax.set_title(f"{model}: sensitivity to weight quantization")
         _token_axis(ax, d["tokens"])
         _legend(ax, fontsize=8)
+    _note(fig, pt)
     _save(fig, paths)
 
 
 def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str | Path]) -> None:
     """With the learning rate chosen per checkpoint on the validation split: the chosen rate, and
     the in-distribution and pretraining metrics it reaches, vs tokens."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), squeeze=False)
     ax_lr, ax_id, ax_pt = axes[0]
     if best.empty:
         for ax in axes[0]:
@@ -210,33 +231,32 @@ def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str
         _save(fig, paths)
         return
     for (model, task), g in best.groupby(["model", "ft_task"]):
-        g = g.sort_values("tokens")
-        ax_lr.plot(g["tokens"], g["lr"], "-o", label=f"{model} · {task}")
-    ax_lr.set_yscale("log")
-    ax_lr.set_ylabel("best learning rate (on validation)")
+        _band(ax_lr, g.assign(value=np.log10(g["lr"])), f"{model} · {task}")
+    ax_lr.set_ylabel("log10 best learning rate (chosen on validation)")
     ax_lr.set_title("optimal learning rate")
-    for ax, split, title in ((ax_id, "id", "in-distribution at the tuned rate"), (ax_pt, "pretrain", "held-out pretraining loss at the tuned rate")):
+    for ax, split, title in ((ax_id, "id", "in-distribution at the tuned rate"),
+                             (ax_pt, "pretrain", "held-out pretraining loss at the tuned rate")):
         d = tuned[(tuned["split"] == split) & tuned["metric"].isin(["acc", "loss"])]
         for (model, task, metric), g in d.groupby(["model", "eval_task", "metric"]):
-            m = _mean_by_tokens(g, None)
-            ax.plot(m["tokens"], m["value"], "-o", label=f"{model} · {task} ({metric})")
+            _band(ax, g, f"{model} · {task} ({metric})")
         ax.set_title(title)
         ax.set_ylabel("metric (loss: nats/token)")
     for ax in axes[0]:
         _token_axis(ax, best["tokens"])
         _legend(ax, fontsize=7)
+    _note(fig, tuned)
     _save(fig, paths)
 
 
 def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Amuro & Char: what fine-tuning adds on each task (latent improvement), and forgetting."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), squeeze=False)
     ax_gain, ax_forget = axes[0]
     d = gain[gain["split"].isin(["id", "ood"]) & (gain["metric"] == "acc")]
     if d.empty:
         _empty(ax_gain, "no accuracy tasks")
     for (model, task, lr), g in d.groupby(["model", "eval_task", "lr"]):
-        ax_gain.plot(g["tokens"], g["gain"], "-o", label=f"{task}, lr={lr:g}")
+        _band(ax_gain, g.rename(columns={"gain": "g"}), f"{task}, lr={lr:g}", value="g")
     ax_gain.axhline(0, color="grey", lw=0.8)
     ax_gain.set_ylabel("accuracy gain from fine-tuning (fine-tuned − base)")
     ax_gain.set_title("latent improvement revealed by fine-tuning")
@@ -244,62 +264,58 @@ def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | P
     if f.empty:
         _empty(ax_forget, "no forgetting rows")
     for (task, lr), g in f.groupby(["eval_task", "lr"]):
-        m = _mean_by_tokens(g, None)
-        ax_forget.plot(m["tokens"], m["value"], "-o", label=f"{task}, lr={lr:g}")
+        _band(ax_forget, g, f"{task}, lr={lr:g}")
     ax_forget.set_ylabel("loss increase on tasks not fine-tuned on (nats)")
     ax_forget.set_title("forgetting")
     for ax in axes[0]:
         if ax.has_data():
             _token_axis(ax, metrics["tokens"])
             _legend(ax, fontsize=7)
+    _note(fig, f)
     _save(fig, paths)
 
 
 def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Spread of accuracy across prompt formats vs tokens, for base and fine-tuned models."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.3))
     d = metrics[metrics["metric"] == "prompt_spread_acc"]
     d = d[d["variant"].isin(["base", "finetuned"])].copy()
     if d.empty:
         _empty(ax, "no prompt variants (evaluate.prompt_variants)")
     else:
-        d["line"] = d["variant"] + d["lr"].map(lambda x: "" if pd.isna(x) else f", lr={x:g}")
-        for line, g in _mean_by_tokens(d, "line").groupby("line"):
-            ax.plot(g["tokens"], g["value"], "-o", label=line)
+        d["line"] = d["eval_task"] + ": " + d["variant"] + d["lr"].map(lambda x: "" if pd.isna(x) else f", lr={x:g}")
+        for line, g in d.groupby("line"):
+            _band(ax, g, line)
         ax.set_ylabel("accuracy spread across prompt formats (max − min)")
         ax.set_title("prompt sensitivity (training template, instruction, raw input)")
         _token_axis(ax, d["tokens"])
-        _legend(ax, fontsize=8)
+        _legend(ax, fontsize=7)
+    _note(fig, d)
     _save(fig, paths)
 
 
 def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | Path]) -> None:
     """Loss barrier between fine-tunes of different seeds, their distance, and soup gains."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), squeeze=False)
     if barriers.empty:
         for ax in axes[0]:
             _empty(ax, "no connectivity jobs (connectivity.learning_rates)")
         _save(fig, paths)
         return
     ax_b, ax_d, ax_s = axes[0]
-    lb = barriers[barriers["metric"] == "loss"]
-    for (task, lr), g in lb.groupby(["eval_task", "lr"]):
-        m = g.groupby("tokens")["barrier"].mean()
-        ax_b.plot(m.index, m.values, "-o", label=f"{task}, lr={lr:g}")
+    for (task, lr), g in barriers[barriers["metric"] == "loss"].groupby(["eval_task", "lr"]):
+        _band(ax_b, g, f"{task}, lr={lr:g}", value="barrier")
     ax_b.axhline(0, color="grey", lw=0.8)
     ax_b.set_ylabel("loss barrier along the linear path (nats)")
     ax_b.set_title("linear mode connectivity of seed pairs")
-    dist = barriers[barriers["metric"] == "l2_distance"]
-    for lr, g in dist.groupby("lr"):
-        m = g.groupby("tokens")["barrier"].mean()
-        ax_d.plot(m.index, m.values, "-o", label=f"lr={lr:g}")
+    for lr, g in barriers[barriers["metric"] == "l2_distance"].groupby("lr"):
+        _band(ax_d, g, f"lr={lr:g}", value="barrier")
     ax_d.set_ylabel("L2 distance between fine-tunes")
     ax_d.set_title("how far apart seeds land")
     if soups.empty:
         _empty(ax_s, "no soups")
     for (soup, task, metric), g in soups.groupby(["soup", "eval_task", "metric"]):
-        m = g.groupby("tokens")["gain"].mean()
-        ax_s.plot(m.index, m.values, "-o", label=f"{soup} soup · {task} ({metric})")
+        _band(ax_s, g, f"{soup} soup · {task} ({metric})", value="gain")
     ax_s.axhline(0, color="grey", lw=0.8)
     ax_s.set_ylabel("soup − best single fine-tune (better is > 0)")
     ax_s.set_title("model soups")
@@ -307,6 +323,7 @@ def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | 
         if ax.has_data():
             _token_axis(ax, barriers["tokens"])
             _legend(ax, fontsize=7)
+    _note(fig, barriers)
     _save(fig, paths)
 
 

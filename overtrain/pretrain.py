@@ -40,10 +40,11 @@ class PretrainSpec:
     threads: int = 1
 
     @classmethod
-    def from_config(cls, model: dict, seq_len: int, seed: int | None = None, threads: int = 1,
+    def from_config(cls, model: dict, seq_len: int, replicate: int = 0, threads: int = 1,
                     save_every: int = 0) -> PretrainSpec:
-        """From a config's `models.<name>` entry; `seed` overrides its init/data seed pair."""
-        init, data = (model["seed"], model["data_seed"]) if seed is None else (seed, model["data_seed"] + seed)
+        """From a config's `models.<name>` entry, for pretraining replicate `replicate` (init seed
+        seed + replicate, data order data_seed + replicate)."""
+        init, data = model["seed"] + replicate, model["data_seed"] + replicate
         return cls(
             architecture={k: v for k, v in model["architecture"].items() if k != "family"},
             optimizer=model["optimizer"],
@@ -84,6 +85,7 @@ def pretrain(
     spec: PretrainSpec,
     budget_tokens: int,
     branch_from: str | Path | None = None,
+    pretrain_seed: int = 0,
 ) -> dict:
     """Pretrain one checkpoint with a complete warmup→decay schedule for its own budget.
 
@@ -139,6 +141,7 @@ def pretrain(
         "branched_at_step": start if branch_from is not None else None,
         "seed": spec.seed,
         "data_seed": spec.data_seed,
+        "pretrain_seed": pretrain_seed,
         "architecture": spec.architecture,
         "optimizer": opt_cfg,
         "n_parameters": sum(p.numel() for p in model.parameters()),
@@ -154,7 +157,9 @@ def pretrain(
 
 def pretrain_stable(language_path: str | Path, out_dir: str | Path, spec: PretrainSpec, budgets: list[int]) -> dict:
     """One warmup + constant-LR run, saving model and optimizer state where each budget's decay
-    branch starts (WSD branching). Fewer tokens in total than separate runs, but one serial job."""
+    branch starts (WSD branching). Fewer tokens in total than separate runs, but one serial job.
+    The warmup is the smallest budget's (what a separate run of that budget would use), so every
+    branch point lies after it."""
     import torch
 
     from overtrain.atomic import atomic_directory
@@ -166,12 +171,9 @@ def pretrain_stable(language_path: str | Path, out_dir: str | Path, spec: Pretra
     tokens_per_step = spec.batch_size * spec.seq_len
     totals = {b: max(1, int(round(b / tokens_per_step))) for b in budgets}
     branch_steps = {b: wsd_decay_start(s, opt_cfg["decay_fraction"]) for b, s in totals.items()}
-    warmup = warmup_steps_for(max(totals.values()), opt_cfg["warmup_steps"])
-    if min(branch_steps.values()) < warmup:
-        raise ValueError(
-            f"the smallest budget branches at step {min(branch_steps.values())}, inside the "
-            f"{warmup}-step warmup of the stable run; drop it or use separate runs"
-        )
+    # one warmup for every branch, the smallest budget's (≤ 10% of its run): each branch point
+    # then lies after it
+    warmup = warmup_steps_for(min(totals.values()), opt_cfg["warmup_steps"])
     model = make_llama(lang.vocab_size, max_len=spec.seq_len, seed=spec.seed, **spec.architecture)
     opt = make_optimizer(model, opt_cfg["lr"], opt_cfg["weight_decay"], opt_cfg["betas"])
     log: list[dict] = []

@@ -34,7 +34,7 @@ rule analyses:
             name: report(
                 f"{R}/tables/{name}.csv",
                 caption=f"../report/table_{name}.rst",
-                category="Tables",
+                category="1. Findings" if name == "hypotheses" else "Tables",
             )
             for name in ANALYSIS_TABLES
         },
@@ -49,8 +49,58 @@ rule analyses:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("analysis"),
+        code=code_version("analysis", "intervals", "hypotheses", "config"),
         select=config["analysis"]["select"],
         bootstrap=config["analysis"]["bootstrap"],
     script:
         "../scripts/analyses.py"
+
+
+rule findings:
+    input:
+        **{
+            name: f"{R}/tables/{name}.csv"
+            for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection")
+        },
+    output:
+        report(
+            f"{R}/findings.md",
+            caption="../report/findings.rst",
+            category="1. Findings",
+        ),
+    log:
+        f"{LOGS}/findings.log",
+    benchmark:
+        f"{BENCH}/findings.tsv"
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        code=code_version("findings", "plots", "intervals"),
+        experiment=config["experiment"],
+        replicates=REPLICATES,
+        command=STUDY_COMMAND,
+    script:
+        "../scripts/findings.py"
+
+
+rule publish:
+    """`snakemake --cores all publish`: the run's findings and headline figure into docs/, which
+    the README links (nothing there is typed by hand)."""
+    input:
+        findings=f"{R}/findings.md",
+        headline=f"{R}/figures/noise_pretrain_loss.png",
+    output:
+        findings="docs/findings.md",
+        headline="docs/headline.png",
+    log:
+        f"{LOGS}/publish.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "cp {input.findings} {output.findings} && cp {input.headline} {output.headline} 2> {log}"

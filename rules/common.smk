@@ -1,4 +1,5 @@
 import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -223,6 +224,7 @@ FIGURES = [
     f"{R}/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")
 ]
 ANALYSIS_TABLES = [
+    "hypotheses",
     "pretrain_loss",
     "best_lr",
     "lr_trend",
@@ -233,6 +235,27 @@ ANALYSIS_TABLES = [
     "soups",
 ]
 TABLES = [f"{R}/tables/{name}.csv" for name in ANALYSIS_TABLES]
+FINDINGS = f"{R}/findings.md"
+# the command that runs this study: the default, or the preset of the same name (a param: it
+# must not depend on how a run was invoked)
+STUDY_COMMAND = "snakemake --cores all" + (
+    ""
+    if config["experiment"] == "default"
+    else (
+        f" --configfile configs/{config['experiment']}.yaml"
+        if Path(workflow.basedir, "configs", f"{config['experiment']}.yaml").exists()
+        else " --configfile <the config of this experiment>"
+    )
+)
+# replicates of the study: pretraining seeds of the controlled study, else fine-tuning seeds
+REPLICATES = max(
+    [
+        len(m.get("seeds", [0]))
+        for m in config["models"].values()
+        if m["source"] == "pretrain"
+    ]
+    or [len(config["finetune"]["seeds"])]
+)
 THEORY = (
     [f"{R}/tables/theory.csv", f"{R}/figures/theory.png", f"{R}/figures/theory.pdf"]
     if config["theory"]["enabled"]
@@ -259,6 +282,28 @@ def model_resources(wildcards, attempt):
 def model_runtime(wildcards, attempt):
     """Minutes of a model job; a resubmitted job (--retries) asks for more."""
     return config["compute"]["runtime"] * attempt
+
+
+def start_jobserver():
+    """Local CPU runs: jobs start in warm processes (overtrain.jobserver), not fresh ones."""
+    compute = config["compute"]
+    gpu = compute["device"] == "cuda" or compute["gpus_per_job"] > 0
+    if (
+        not compute["warm_jobs"]
+        or gpu
+        or not workflow.local_exec
+        or "SLURM_JOB_ID" in os.environ
+    ):
+        return
+    import tempfile
+
+    from overtrain import jobserver
+
+    path = tempfile.mktemp(
+        prefix="overtrain-jobs-", suffix=".sock"
+    )  # short: a socket path
+    jobserver.start(path)
+    print(f"Jobs start in warm processes (compute.warm_jobs; server socket {path}).")
 
 
 def diverged_summary(metrics_csv):

@@ -3,7 +3,7 @@ rule pretrain:
         language=CORPUS["language"],
         tokenizer=CORPUS["tokenizer"],
         stable=lambda w: (
-            f"{R}/stable/{w.model}"
+            f"{R}/stable/{w.model}/s{grid.parse_pretrain_ckpt(w.ckpt)[1]}"
             if config["models"][w.model].get("branching")
             else []
         ),
@@ -15,7 +15,7 @@ rule pretrain:
         f"{BENCH}/pretrain/{{model}}/{{ckpt}}.tsv"
     wildcard_constraints:
         model=models_with_source("pretrain"),
-        ckpt=r"tok[0-9]+",
+        ckpt=r"tok[0-9]+-s[0-9]+",
     conda:
         "../envs/torch.yaml"
     threads: THREADS
@@ -24,12 +24,12 @@ rule pretrain:
         runtime=model_runtime,
     params:
         code=code_version("corpus", "loop", "pretrain", "models"),
-        # without the budget list (adding a budget must not rerun the others) and save_every
-        # (where the run saves its resume state changes no number)
+        # without the budget and seed lists (adding one must not rerun the others) and
+        # save_every (where the run saves its resume state changes no number)
         model=lambda w: {
             k: v
             for k, v in config["models"][w.model].items()
-            if k not in ("budgets", "save_every")
+            if k not in ("budgets", "seeds", "save_every")
         },
         seq_len=SEQ_LEN,
         threads=THREADS,
@@ -41,11 +41,11 @@ rule pretrain_stable:
     input:
         language=CORPUS["language"],
     output:
-        directory(f"{R}/stable/{{model}}"),
+        directory(f"{R}/stable/{{model}}/s{{seed}}"),
     log:
-        f"{LOGS}/pretrain_stable/{{model}}.log",
+        f"{LOGS}/pretrain_stable/{{model}}/s{{seed}}.log",
     benchmark:
-        f"{BENCH}/pretrain_stable/{{model}}.tsv"
+        f"{BENCH}/pretrain_stable/{{model}}/s{{seed}}.tsv"
     wildcard_constraints:
         model=models_with_source("pretrain"),
     conda:
@@ -56,7 +56,11 @@ rule pretrain_stable:
         runtime=model_runtime,
     params:
         code=code_version("corpus", "loop", "pretrain", "models"),
-        model=lambda w: config["models"][w.model],
+        model=lambda w: {
+            k: v
+            for k, v in config["models"][w.model].items()
+            if k not in ("seeds", "save_every")
+        },
         seq_len=SEQ_LEN,
         threads=THREADS,
     script:

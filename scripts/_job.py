@@ -10,6 +10,11 @@ EVAL_DATA_KEYS = ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc")
 
 def start(snakemake) -> None:
     sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))
+    from overtrain import jobserver
+
+    returncode = jobserver.submit()  # a warm process ran it (local CPU runs), or None: run here
+    if returncode is not None:
+        sys.exit(returncode)
     if snakemake.log:
         log = open(snakemake.log[0], "w", buffering=1)
         os.dup2(log.fileno(), 1)

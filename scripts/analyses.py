@@ -7,7 +7,7 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from overtrain import analysis  # noqa: E402
+from overtrain import analysis, hypotheses  # noqa: E402
 
 metrics = pd.read_csv(snakemake.input.metrics)
 select = snakemake.params.select
@@ -18,12 +18,14 @@ trend = [
 ]
 results = [json.loads(Path(p).read_text()) for p in snakemake.input.connectivity]
 barriers, soups = analysis.connectivity_tables(results)
+n_boot = snakemake.params.bootstrap
 tables = {
-    "pretrain_loss": analysis.pretrain_loss_by_variant(metrics),
+    "hypotheses": hypotheses.claims(metrics, best if select else None, barriers, n_boot),
+    "pretrain_loss": analysis.pretrain_loss_by_variant(metrics, n_boot),
     "best_lr": best,
     "lr_trend": pd.DataFrame(trend, columns=["model", "ft_task", "ft_method", "l2", "trend"]),
     "tuned": analysis.tuned_metrics(metrics, best) if select else pd.DataFrame(columns=analysis.METRIC_COLUMNS),
-    "inflection": analysis.inflection_table(metrics, best if select else None, snakemake.params.bootstrap),
+    "inflection": analysis.inflection_table(metrics, best if select else None, n_boot),
     "finetune_gain": analysis.finetune_gain(metrics),
     "barriers": barriers,
     "soups": soups,

@@ -2,17 +2,14 @@ from _job import eval_data, model_job, start
 
 start(snakemake)
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 from overtrain import connectivity  # noqa: E402
+from overtrain.evaluate import checkpoint_labels  # noqa: E402
 from overtrain.config import own_val_task, parse_run_id  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
 run = parse_run_id(f"{w.group}-s0")
-tokens = json.loads(Path(snakemake.input.checkpoint, "meta.json").read_text())["tokens"]
 labels = {
-    "model": w.model, "ckpt": w.ckpt, "tokens": tokens, "ft_task": w.task,
+    "model": w.model, "ckpt": w.ckpt, **checkpoint_labels(snakemake.input.checkpoint), "ft_task": w.task,
     "ft_method": run["method"], "lr": run["lr"], "l2": run["l2"],
 }
 device, dtype = model_job(snakemake)

@@ -139,3 +139,12 @@ def test_theory_shows_the_inflection():
     assert np.all(np.diff(increase) >= -1e-12)  # progressive sensitivity
     reg = rows[(rows["condition"] == "finetune") & (rows["parameter"] == 1.0)]
     assert reg["finetune_loss"].iloc[-1] > ft["finetune_loss"].iloc[-1]  # regularisation costs the FT task
+
+
+def test_linear_barrier_of_a_straight_path_with_unequal_ends_is_zero():
+    alphas = [0, 0.25, 0.5, 0.75, 1]
+    straight = [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert connectivity.linear_barrier(straight, alphas, higher_is_better=False) == pytest.approx(0.0)
+    assert connectivity.barrier(straight, higher_is_better=False) == pytest.approx(0.5)  # Frankle's: ends' spread
+    bump = [1.0, 1.5, 2.0, 1.75, 2.0]
+    assert connectivity.linear_barrier(bump, alphas, higher_is_better=False) == pytest.approx(0.5)

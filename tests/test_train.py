@@ -36,20 +36,21 @@ def test_pretrain_is_deterministic_and_complete(lang_files, tmp_path):
         assert (tmp_path / "a" / f).exists()
 
 
-def test_wsd_branch_equals_separate_run_for_the_largest_budget(lang_files, tmp_path):
+def test_wsd_branch_equals_separate_run_for_the_smallest_budget(lang_files, tmp_path):
     d, _ = lang_files
     budgets = [256 * 20, 256 * 40]
     stable = tmp_path / "stable"
     info = pretrain.pretrain_stable(d / "language.npz", stable, SPEC, budgets)
     assert info["branch_steps"] == {5120: 16, 10240: 32}
-    meta = run_pretrain(d, tmp_path / "branch", budgets[1], branch_from=stable / "tok10240")
-    assert meta["branched_at_step"] == 32
-    run_pretrain(d, tmp_path / "separate", budgets[1])
+    meta = run_pretrain(d, tmp_path / "branch", budgets[0], branch_from=stable / "tok5120")
+    assert meta["branched_at_step"] == 16 and meta["warmup_steps"] == 2
+    separate = run_pretrain(d, tmp_path / "separate", budgets[0])  # the same warmup: its own 10%
+    assert separate["warmup_steps"] == 2
     wa, wb = weights(tmp_path / "branch"), weights(tmp_path / "separate")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    # the small budget branches from the same trajectory, with its own complete decay
-    small = run_pretrain(d, tmp_path / "small", budgets[0], branch_from=stable / "tok5120")
-    assert small["steps"] == 20 and small["branched_at_step"] == 16
+    # the large budget branches from the same trajectory, with its own complete decay
+    large = run_pretrain(d, tmp_path / "large", budgets[1], branch_from=stable / "tok10240")
+    assert large["steps"] == 40 and large["branched_at_step"] == 32 and large["warmup_steps"] == 2
 
 
 def test_finetune_deterministic_over_steps(lang_files, tmp_path):

@@ -26,7 +26,7 @@ BAD = [
     ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub']"),
     ({"evaluate": {"id": ["arc easy!"]}}, "evaluate.id[0]: 'arc easy!' is not allowed; it must match"),
     ({"finetune": {"tasks": ["hh_rlfh"]}}, "finetune.tasks[0]: unknown task 'hh_rlfh'; allowed: ["),
-    ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer']"),
+    ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer', 'seeds']"),
     ({"models": {"tiny": {"budgets": [100]}}}, "models.tiny.budgets: [100] is less than one step"),
     ({"unknown_section": 1}, "<top level>: unknown key(s) ['unknown_section']"),
 ]
@@ -63,6 +63,7 @@ def micro_run(tmp_path_factory):
     cfg = write_config(work / "micro.yaml", MICRO)
     r = snakemake(work, cfg, "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (work / "snakemake.out").write_text(r.stdout + r.stderr)
     return work, cfg
 
 
@@ -78,11 +79,18 @@ def test_micro_study_end_to_end(micro_run):
     # rows + 2 × 2 learning-jump rows (2 epochs) + 2 `diverged` rows (one per fine-tune) + the
     # connectivity job's 3 α × 6 path rows and 2 soups × 6 rows
     per_ckpt = 5 * 12 + 5 * 2 + 2 * 2 + 2 * 2 + 2 + 3 * 6 + 2 * 6
-    assert len(df) == 2 * per_ckpt
+    ckpts = 2 * 2  # 2 budgets × 2 pretraining seeds
+    assert len(df) == ckpts * per_ckpt
     counts = df.groupby("variant").size().to_dict()
-    assert counts == {"base": 2 * 14, "finetuned": 2 * (2 * 14 + 4 + 4 + 2), "perturbed": 2 * 2 * 14,
-                      "interpolated": 2 * 18, "soup": 2 * 12}
+    assert counts == {"base": ckpts * 14, "finetuned": ckpts * (2 * 14 + 4 + 4 + 2), "perturbed": ckpts * 2 * 14,
+                      "interpolated": ckpts * 18, "soup": ckpts * 12}
     assert sorted(df["tokens"].unique()) == [8192, 16384]
+    assert sorted(df["pretrain_seed"].unique()) == [0, 1]
+    hyp = pd.read_csv(root / "tables" / "hypotheses.csv")
+    assert len(set(hyp["hypothesis"])) >= 8 and set(hyp["verdict"]) <= {"supported", "not supported", "inconclusive"}
+    assert (hyp[~hyp["condition"].str.startswith("not measured")]["n_seeds"] == 2).all()
+    findings = (root / "findings.md").read_text()
+    assert "## The seed papers' claims" in findings and "progressive sensitivity to Gaussian noise" in findings
     assert set(df["split"]) == {"id", "val", "pretrain", "ft_train"}
     assert set(df["metric"]) == {
         "acc", "acc_norm", "word_perplexity", "loss", "prompt_spread_acc", "prompt_spread_acc_norm",
@@ -96,7 +104,7 @@ def test_micro_study_end_to_end(micro_run):
     for name in ("pretrain_loss", "best_lr", "lr_trend", "tuned", "inflection", "finetune_gain", "barriers", "soups", "theory"):
         assert len(pd.read_csv(root / "tables" / f"{name}.csv")) > 0, name
     barriers = pd.read_csv(root / "tables" / "barriers.csv")
-    assert set(barriers["metric"]) == {"loss", "acc", "l2_distance"}
+    assert set(barriers["metric"]) == {"loss", "acc", "loss_linear", "acc_linear", "l2_distance"}
     ft = df[df["variant"] == "finetuned"]
     assert (ft["lr"] == 1e-3).all() and (ft["ft_task"] == "synth_ft").all()
     assert (ft["ft_method"] == "full").all()
@@ -109,17 +117,22 @@ def test_micro_study_end_to_end(micro_run):
                  "prompt_sensitivity", "connectivity"):
         for ext in ("png", "pdf"):
             assert (root / "figures" / f"{name}.{ext}").stat().st_size > 1000
-    ckpt = root / "checkpoints" / "tiny" / "tok8192"
+    ckpt = root / "checkpoints" / "tiny" / "tok8192-s0"
     assert (ckpt / "model.safetensors").exists() and not list(ckpt.glob("*.bin"))
-    assert (root / "benchmarks" / "pretrain" / "tiny" / "tok8192.tsv").exists()
-    assert (root / "logs" / "evaluate" / "tiny" / "tok8192" / "checkpoint.log").exists()
+    assert (root / "benchmarks" / "pretrain" / "tiny" / "tok8192-s0.tsv").exists()
+    assert (root / "logs" / "evaluate" / "tiny" / "tok8192-s0" / "checkpoint.log").exists()
 
 
 @pytest.mark.e2e
 def test_rerun_from_scratch_is_byte_identical(micro_run, tmp_path):
-    work, cfg = micro_run
-    r = snakemake(tmp_path, cfg, "--cores", "2")
+    """A second run from scratch, each job in a fresh interpreter (compute.warm_jobs off), gives
+    the same bytes as the first, whose jobs ran in warm processes."""
+    work, _ = micro_run
+    assert "Jobs start in warm processes" in (work / "snakemake.out").read_text()
+    cold = write_config(tmp_path / "cold.yaml", merge(MICRO, {"compute": {"warm_jobs": False}}))
+    r = snakemake(tmp_path, cold, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "warm processes" not in r.stdout + r.stderr
     a = (work / "results/micro/tables/metrics.csv").read_bytes()
     b = (tmp_path / "results/micro/tables/metrics.csv").read_bytes()
     assert a == b
@@ -133,14 +146,28 @@ def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
     more = merge(MICRO, {"finetune": {"learning_rates": [1e-3, 3e-3]}})
     r = snakemake(work, write_config(work / "more.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert job_counts(r.stdout) == {
-        "finetune": 2,
-        "evaluate_finetuned": 2,
+    assert job_counts(r.stdout) == {  # 4 checkpoints (2 budgets × 2 pretraining seeds)
+        "finetune": 4,
+        "evaluate_finetuned": 4,
         "aggregate": 1,
         "analyses": 1,
         "figures": 1,
+        "findings": 1,
         "all": 1,
     }
+
+
+@pytest.mark.e2e
+def test_adding_a_pretraining_seed_schedules_only_its_replicate(micro_run):
+    work, _ = micro_run
+    more = merge(MICRO, {"models": {"tiny": {"seeds": [0, 1, 2]}}})
+    r = snakemake(work, write_config(work / "more_seeds.yaml", more), "-n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert job_counts(r.stdout) == {
+        "pretrain": 2, "finetune": 4, "evaluate_checkpoint": 2, "evaluate_finetuned": 4, "connectivity": 2,
+        "aggregate": 1, "analyses": 1, "figures": 1, "findings": 1, "all": 1,
+    }
+    assert "checkpoints/tiny/tok8192-s2" in r.stdout
 
 
 @pytest.mark.e2e
@@ -149,15 +176,16 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
     more = merge(MICRO, {"models": {"tiny": {"budgets": [8192, 16384, 24576]}}})
     r = snakemake(work, write_config(work / "more_budget.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert job_counts(r.stdout) == {
-        "pretrain": 1,
-        "finetune": 2,
-        "evaluate_checkpoint": 1,
-        "evaluate_finetuned": 2,
-        "connectivity": 1,
+    assert job_counts(r.stdout) == {  # the new budget, for each of the 2 pretraining seeds
+        "pretrain": 2,
+        "finetune": 4,
+        "evaluate_checkpoint": 2,
+        "evaluate_finetuned": 4,
+        "connectivity": 2,
         "aggregate": 1,
         "analyses": 1,
         "figures": 1,
+        "findings": 1,
         "all": 1,
     }
 
@@ -168,19 +196,20 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
     more = merge(MICRO, {"finetune": {"methods": ["full", "lora"], "l2": [0.0, 10.0]}})
     r = snakemake(work, write_config(work / "more_methods.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    # 2 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's): the plain
+    # 4 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's): the plain
     # full runs are done already; each new group gets its connectivity job
     assert job_counts(r.stdout) == {
-        "finetune": 12,
-        "evaluate_finetuned": 12,
-        "connectivity": 6,
+        "finetune": 24,
+        "evaluate_finetuned": 24,
+        "connectivity": 12,
         "aggregate": 1,
         "analyses": 1,
         "figures": 1,
+        "findings": 1,
         "all": 1,
     }
     for run in ("lora-lr0.001-s0", "full-lr0.001-l210-s0", "lora-lr0.001-l210-s0"):
-        assert f"finetuned/tiny/tok8192/synth_ft/{run}" in r.stdout
+        assert f"finetuned/tiny/tok8192-s0/synth_ft/{run}" in r.stdout
 
 
 @pytest.mark.e2e
@@ -206,19 +235,19 @@ def test_a_diverging_learning_rate_is_a_result_not_a_crash(micro_run, tmp_path):
     r = snakemake(work, write_config(work / "diverging.yaml", more), "--cores", "2")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    assert "2 fine-tune(s) diverged" in out and "lr=50.0" in out
+    assert "4 fine-tune(s) diverged" in out and "lr=50.0" in out  # 4 checkpoints
     root = work / "results" / "micro"
     df = pd.read_csv(root / "tables" / "metrics.csv")
     flags = df[df["metric"] == "diverged"].set_index(["ckpt", "lr", "seed"])["value"]
     assert flags.xs(50.0, level="lr").eq(1).all() and flags.xs(1e-3, level="lr").eq(0).all()
-    assert len(flags) == 2 * 3  # every fine-tune has its flag: 2 checkpoints × (lr 1e-3 seeds 0, 1; lr 50)
+    assert len(flags) == 4 * 3  # every fine-tune has its flag: 4 checkpoints × (lr 1e-3 seeds 0, 1; lr 50)
     diverged = df[(df["lr"] == 50.0) & (df["variant"] == "finetuned")]
     assert set(diverged["metric"]) == {"diverged"}  # not evaluated
     best = pd.read_csv(root / "tables" / "best_lr.csv")
     assert (best["lr"] == 1e-3).all()  # never chosen
     inflection = pd.read_csv(root / "tables" / "inflection.csv")
     assert "fine-tune full lr=50" not in set(inflection["condition"]) or inflection["t_star"].notna().all()
-    meta = json.loads((root / "finetuned/tiny/tok8192/synth_ft/full-lr50-s0/meta.json").read_text())
+    meta = json.loads((root / "finetuned/tiny/tok8192-s0/synth_ft/full-lr50-s0/meta.json").read_text())
     assert meta["diverged"] and meta["steps"] > meta["diverged_at_step"] + 1  # stopped early
     assert (root / "figures" / "finetune_pretrain_loss.png").stat().st_size > 1000
 

@@ -1,0 +1,90 @@
+"""The study's findings as a Markdown page written by the workflow (never typed by hand): the
+verdicts on the seed papers' claims, then the key tables, each number with its 95% interval
+over replicates. pandas only."""
+
+from __future__ import annotations
+
+import math
+import platform
+
+import pandas as pd
+
+from overtrain.plots import format_tokens
+
+
+def _num(x: float, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{x:.{digits}g}"
+
+
+def _ci(mean: float, lo: float, hi: float, n: int, digits: int = 3) -> str:
+    if n is not None and n > 1 and not (math.isnan(lo) or math.isnan(hi)):
+        return f"{_num(mean, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
+    return _num(mean, digits)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render(*, experiment: str, command: str, code: str, replicates: int, hypotheses: pd.DataFrame,
+           pretrain_loss: pd.DataFrame, best_lr: pd.DataFrame, inflection: pd.DataFrame) -> str:
+    """The findings page."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch = version("torch")
+    except PackageNotFoundError:  # the analysis environment has no torch
+        torch = "–"
+    lines = [
+        f"# Findings: `{experiment}`",
+        "",
+        f"Written by the workflow's `findings` rule (`{command}`), code version `{code}`, on "
+        f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d} with Python {platform.python_version()}, torch {torch}, "
+        f"{platform.machine()}. Every number is the mean over {replicates} replicate(s) "
+        "(pretraining seeds, or fine-tuning / noise seeds where there is one pretraining run) with its 95% bootstrap "
+        "interval in brackets. Machine-dependent: the last digits of every number (CPU instruction set, "
+        "`compute.threads_per_job`); the verdicts are designed not to be — a claim whose interval contains 0 is "
+        "inconclusive rather than flipping.",
+        "",
+        "## The seed papers' claims",
+        "",
+        "Verdict rule: **supported** if the 95% interval of the effect (signed so that > 0 is what the paper "
+        "claims) lies above 0, **not supported** if it lies at or below 0, **inconclusive** otherwise (or with fewer "
+        "than 2 replicates, or when the study did not measure it).",
+        "",
+    ]
+    rows = [[h["hypothesis"], h["condition"], _ci(h["effect"], h["ci_low"], h["ci_high"], h["n_seeds"]),
+             str(int(h["n_seeds"])), f"**{h['verdict']}**", h["source"]] for _, h in hypotheses.iterrows()]
+    lines += _table(["claim", "condition", "effect [95% CI]", "n", "verdict", "source"], rows)
+    lines += ["", "Effects: " + "; ".join(sorted({f"{h} — {s}" for h, s in
+                                                   zip(hypotheses["hypothesis"], hypotheses["statistic"]) if s})), ""]
+    if not pretrain_loss.empty:
+        lines += ["## Held-out pretraining loss (nats/token)", ""]
+        for model, m in pretrain_loss.groupby("model"):
+            conditions = list(dict.fromkeys(["base"] + sorted(c for c in m["condition"].unique() if c != "base")))
+            body = []
+            for tokens, t in m.groupby("tokens"):
+                cells = t.set_index("condition")
+                body.append([format_tokens(tokens)] + [
+                    _ci(cells.loc[c, "value"], cells.loc[c, "ci_low"], cells.loc[c, "ci_high"], cells.loc[c, "n"])
+                    if c in cells.index else "–" for c in conditions])
+            lines += [f"`{model}`:", ""] + _table(["tokens"] + conditions, body) + [""]
+    if not best_lr.empty:
+        lines += ["## Learning rate chosen on the validation split", ""]
+        body = []
+        for (model, task, tokens), g in best_lr.groupby(["model", "ft_task", "tokens"]):
+            counts = g["lr"].value_counts().sort_index()
+            body.append([model, task, format_tokens(tokens), ", ".join(f"{lr:g} ×{n}" for lr, n in counts.items())])
+        lines += _table(["model", "task", "tokens", "chosen rate × replicates"], body) + [""]
+    if not inflection.empty:
+        lines += ["## Inflection points T* (tokens at which the metric is best)", ""]
+        body = [[r["model"], r["condition"], f"{r['eval_task']} ({r['metric']})",
+                 f"{format_tokens(r['t_star'])} [{format_tokens(r['ci_low'])}, {format_tokens(r['ci_high'])}]"
+                 if r["n_seeds"] > 1 else format_tokens(r["t_star"]) if not math.isnan(r["t_star"]) else "–",
+                 "yes" if r["interior"] else "no"] for _, r in inflection.iterrows()]
+        lines += _table(["model", "condition", "metric", "T* [95% CI]", "interior"], body) + [""]
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+from _job import start
+
+start(snakemake)
+
+import pandas as pd  # noqa: E402
+
+from overtrain import findings  # noqa: E402
+from overtrain.atomic import atomic_write_text  # noqa: E402
+
+i, p = snakemake.input, snakemake.params
+text = findings.render(
+    experiment=p.experiment,
+    command=p.command,
+    code=p.code,
+    replicates=p.replicates,
+    **{name: pd.read_csv(i[name]) for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection")},
+)
+atomic_write_text(snakemake.output[0], text + "\n")
+print(text)

@@ -1,0 +1,79 @@
+"""The claims' statistics and verdicts on tables whose answers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overtrain import hypotheses
+from overtrain.analysis import METRIC_COLUMNS
+
+TOKENS = [1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6]
+
+
+def rows(values_by_seed: dict, **labels) -> list[dict]:
+    base = {c: None for c in METRIC_COLUMNS}
+    out = []
+    for seed, values in values_by_seed.items():
+        for t, v in zip(TOKENS, values):
+            out.append({**base, "model": "m", "ckpt": f"tok{int(t)}-s{seed}", "tokens": int(t), "pretrain_seed": seed,
+                        "split": "pretrain", "metric": "loss", "eval_task": "p", "value": v, **labels})
+    return out
+
+
+def table(base: dict, noisy: dict) -> pd.DataFrame:
+    df = pd.DataFrame(rows(base, variant="base") + rows(noisy, variant="perturbed", perturbation="gaussian",
+                                                          gamma=0.1, seed=0), columns=METRIC_COLUMNS)
+    return df.astype({"gamma": "float64", "lr": "float64", "l2": "float64"})
+
+
+def claim(df, name):
+    out = hypotheses.claims(df, n_boot=300)
+    return out[out["hypothesis"] == name].iloc[0]
+
+
+BASE = {s: [3.0 - 0.3 * i + 0.01 * s for i in range(6)] for s in range(3)}
+
+
+def test_growing_sensitivity_is_supported_and_shrinking_is_not():
+    growing = {s: [BASE[s][i] + 0.05 * 2**i + 0.01 * s for i in range(6)] for s in range(3)}
+    row = claim(table(BASE, growing), "progressive sensitivity to Gaussian noise")
+    assert row["verdict"] == "supported" and row["ci_low"] > 0 and row["n_seeds"] == 3
+    shrinking = {s: [BASE[s][i] + 1.0 / 2**i for i in range(6)] for s in range(3)}
+    assert claim(table(BASE, shrinking), "progressive sensitivity to Gaussian noise")["verdict"] == "not supported"
+
+
+def test_replicates_that_disagree_are_inconclusive_and_one_replicate_is_never_enough():
+    mixed = {0: [BASE[0][i] + 0.1 * i for i in range(6)], 1: [BASE[1][i] - 0.1 * i for i in range(6)],
+             2: [BASE[2][i] + 0.0 for i in range(6)]}
+    assert claim(table(BASE, mixed), "progressive sensitivity to Gaussian noise")["verdict"] == "inconclusive"
+    one = {0: [BASE[0][i] + 0.05 * 2**i for i in range(6)]}
+    row = claim(table({0: BASE[0]}, one), "progressive sensitivity to Gaussian noise")
+    assert row["verdict"] == "inconclusive" and row["n_seeds"] == 1 and row["effect"] > 0
+
+
+def test_an_interior_minimum_is_an_interior_t_star():
+    u = {s: [(np.log2(t) - np.log2(4e5)) ** 2 * 0.1 + 1 + 0.01 * s for t in TOKENS] for s in range(3)}
+    row = claim(table(BASE, u), "interior T* of the pretraining loss under Gaussian noise")
+    assert row["verdict"] == "supported" and row["effect"] == pytest.approx(min(u[0][0], u[0][-1]) - 1.0, abs=0.02)
+    mono = {s: [2.0 - 0.1 * i for i in range(6)] for s in range(3)}
+    assert claim(table(BASE, mono), "interior T* of the pretraining loss under Gaussian noise")["verdict"] == "not supported"
+
+
+def test_what_a_study_did_not_measure_is_said():
+    out = hypotheses.claims(table(BASE, BASE), n_boot=50)
+    missing = out[out["condition"].str.startswith("not measured")]
+    assert {"larger γ → earlier T*", "ℓ2 toward the pretrained weights delays T*",
+            "training loss drops at epoch boundaries (learning jumps)"} <= set(missing["hypothesis"])
+    assert (missing["verdict"] == "inconclusive").all()
+    assert list(out.columns) == ["model"] + hypotheses.COLUMNS
+
+
+def test_earlier_t_star_statistic():
+    x = np.array(TOKENS)
+    small = (np.log2(x) - np.log2(8e5)) ** 2
+    large = (np.log2(x) - np.log2(2e5)) ** 2
+    assert hypotheses.earlier(x, small, large) == pytest.approx(2.0)
+    assert hypotheses.verdict(0.1, 0.5, 3) == "supported"
+    assert hypotheses.verdict(-0.5, 0.0, 3) == "not supported"
+    assert hypotheses.verdict(-0.1, 0.2, 3) == "inconclusive"
+    assert hypotheses.verdict(0.1, 0.5, 1) == "inconclusive"

@@ -1,0 +1,103 @@
+"""Jobs in warm processes (overtrain.jobserver): exit codes and errors come back, a killed job
+process takes its warm child with it, and the server leaves with its parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from overtrain import jobserver
+
+CLIENT = f"""
+import sys, os, time
+sys.path.insert(0, {str(REPO)!r})
+from overtrain import jobserver
+rc = jobserver.submit()
+if rc is not None:
+    sys.exit(rc)
+# the job itself (runs in the warm process)
+open(sys.argv[1], "w").write(str(os.getpid()))
+if sys.argv[2] == "fail":
+    raise ValueError("the job failed")
+if sys.argv[2] == "sleep":
+    time.sleep(60)
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("server") / "jobs.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "overtrain.jobserver", path, str(os.getpid())], cwd=REPO)
+    deadline = time.time() + 120
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.1)
+    yield path
+    proc.kill()
+    proc.wait()
+
+
+def client(tmp_path, path, mode):
+    script = tmp_path / "job.py"
+    script.write_text(CLIENT)
+    env = dict(os.environ, **{jobserver.ENV: path})
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "pid"), mode], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_a_job_runs_in_the_warm_process_and_its_exit_code_comes_back(server, tmp_path):
+    ok = client(tmp_path, server, "ok")
+    assert ok.wait(60) == 0
+    assert int((tmp_path / "pid").read_text()) != ok.pid  # it ran elsewhere: in a fork of the server
+    bad = client(tmp_path, server, "fail")
+    out, _ = bad.communicate(timeout=60)
+    assert bad.returncode == 1 and "ValueError: the job failed" in out
+
+
+def test_killing_the_job_process_kills_its_warm_child(server, tmp_path):
+    job = client(tmp_path, server, "sleep")
+    deadline = time.time() + 60
+    while not (tmp_path / "pid").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child = int((tmp_path / "pid").read_text())
+    assert alive(child)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    deadline = time.time() + 10
+    while alive(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
+
+
+def test_without_a_server_the_job_runs_in_its_own_process(tmp_path):
+    job = client(tmp_path, "", "ok")
+    assert job.wait(60) == 0 and int((tmp_path / "pid").read_text()) == job.pid
+
+
+def test_the_server_leaves_with_its_parent(tmp_path):
+    path = str(tmp_path / "orphan.sock")
+    parent = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r); "
+                               "from overtrain import jobserver; print(jobserver.start(%r), flush=True); "
+                               "time.sleep(300)" % (str(REPO), path)], stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    deadline = time.time() + 120
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.1)
+    assert alive(server_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while alive(server_pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(server_pid) and not os.path.exists(path)
