@@ -31,14 +31,36 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+def _fsync_tree(root: Path) -> None:
+    """Flush every file (and the directories) to disk: after a node crash a renamed directory
+    must not hold a truncated file."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath, name)
+            if p.is_symlink():
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a scratch directory that becomes `path` only if the block finishes."""
+    """Yield a scratch directory that becomes `path` only if the block finishes (its files
+    flushed to disk first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        _fsync_tree(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

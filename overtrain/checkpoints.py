@@ -3,7 +3,7 @@ revisions of a Hugging Face Hub repo."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -13,20 +13,13 @@ from overtrain.atomic import atomic_directory, atomic_write_json
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 
 
-def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def link_local(source: str | Path, out_dir: str | Path, tokens: int) -> dict:
     """Make a checkpoint directory that symlinks a local HF model dir's files, plus meta.json.
 
     Linking instead of copying keeps multi-GB checkpoints in one place; the safetensors hashes
     in meta.json record exactly which weights were used.
     """
+    from overtrain import integrity
     from overtrain.models import require_safetensors
 
     source = Path(source).resolve()
@@ -37,7 +30,8 @@ def link_local(source: str | Path, out_dir: str | Path, tokens: int) -> dict:
         "source": "local",
         "path": str(source),
         "tokens": int(tokens),
-        "sha256": {p.name: sha256(p) for p in files if p.suffix == ".safetensors"},
+        # refused here if damaged; later loads check that the linked files did not change
+        "weights": integrity.record(source),
     }
     with atomic_directory(out_dir) as tmp:
         for p in files:
@@ -115,24 +109,29 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def cached_revisions(repo: str) -> list[str]:
-    """Branch names of `repo` that the local HF cache knows (its refs/)."""
+def cached_refs(repo: str) -> dict[str, str]:
+    """Branch → commit of `repo` as the local HF cache knows them (its refs/)."""
     refs = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs"
     if not refs.is_dir():
-        return []
-    return sorted(str(p.relative_to(refs)) for p in refs.rglob("*") if p.is_file())
+        return {}
+    return {str(p.relative_to(refs)): p.read_text().strip() for p in sorted(refs.rglob("*")) if p.is_file()}
 
 
-def list_revisions(repo: str) -> list[str]:
-    """Branches of a Hub repo: from the Hub when reachable, else from the local cache."""
+def cached_revisions(repo: str) -> list[str]:
+    """Branch names of `repo` that the local HF cache knows (its refs/)."""
+    return sorted(cached_refs(repo))
+
+
+def ref_commits(repo: str) -> dict[str, str]:
+    """Branch → commit of a Hub repo: from the Hub when reachable, else from the local cache."""
     from huggingface_hub import constants, list_repo_refs
 
     if not constants.HF_HUB_OFFLINE:
         try:
-            return sorted(b.name for b in list_repo_refs(repo).branches)
+            return {b.name: b.target_commit for b in list_repo_refs(repo).branches}
         except Exception as e:  # unreachable Hub: fall back to the cache
             print(f"list_repo_refs({repo}) failed ({type(e).__name__}); using the local cache")
-    cached = cached_revisions(repo)
+    cached = cached_refs(repo)
     if not cached:
         raise HubError(
             f"{repo}: the Hub is unreachable and the local cache ({hub_cache_dir()}) holds no "
@@ -140,6 +139,53 @@ def list_revisions(repo: str) -> list[str]:
             "--revision <branch>), point HF_HOME at it, or list revisions explicitly."
         )
     return cached
+
+
+def list_revisions(repo: str) -> list[str]:
+    """Branches of a Hub repo: from the Hub when reachable, else from the local cache."""
+    return sorted(ref_commits(repo))
+
+
+def resolve_hub(models: dict, lock_path: str | Path, refresh: bool = False) -> dict:
+    """Every hub model's revisions and their commits, pinned in a lock file.
+
+    The lock (written on first resolution) fixes which revisions a selector chose and which
+    commit each revision is, so a rerun months later uses the same weights and planning makes no
+    network call. A model whose `repo` or `revisions` setting changed is resolved again; a
+    revision not yet resolvable (offline, not cached) stays unpinned until it is. `refresh`
+    resolves everything again. Returns {model: {repo, spec, revisions, commits}}.
+    """
+    from overtrain.atomic import atomic_write_json
+
+    path = Path(lock_path)
+    lock = json.loads(path.read_text()) if path.exists() and not refresh else {}
+    out = {}
+    for name, m in models.items():
+        entry = lock.get(name)
+        if entry and entry["repo"] == m["repo"] and entry["spec"] == m["revisions"]:
+            entry = {**entry, "commits": dict(entry["commits"])}
+            if not all(entry["commits"].values()):  # pin what has become resolvable
+                known = _known_refs(m["repo"])
+                entry["commits"] = {r: c or known.get(r) for r, c in entry["commits"].items()}
+        else:
+            if isinstance(m["revisions"], dict):
+                refs = ref_commits(m["repo"])
+                revisions = select_revisions(m, sorted(refs))
+            else:
+                refs, revisions = _known_refs(m["repo"]), list(m["revisions"])
+            entry = {"repo": m["repo"], "spec": m["revisions"], "revisions": revisions,
+                     "commits": {r: refs.get(r) for r in revisions}}
+        out[name] = entry
+    if out != {k: lock.get(k) for k in out} and any(c for e in out.values() for c in e["commits"].values()):
+        atomic_write_json(path, {**lock, **out})
+    return out
+
+
+def _known_refs(repo: str) -> dict[str, str]:
+    try:
+        return ref_commits(repo)
+    except HubError:
+        return {}
 
 
 def select_revisions(model: dict, available: list[str]) -> list[str]:
@@ -170,20 +216,38 @@ def select_revisions(model: dict, available: list[str]) -> list[str]:
 
 
 def download_hub(
-    repo: str, revision: str, out_dir: str | Path, tokens: int, trust_remote_code: bool = False
+    repo: str, revision: str, out_dir: str | Path, tokens: int, trust_remote_code: bool = False,
+    commit: str | None = None,
 ) -> dict:
     """Fetch one revision (safetensors, config, tokenizer only) into the HF cache and make a
-    checkpoint directory of links to it, with meta.json recording the resolved commit sha."""
+    checkpoint directory of links to it, with meta.json recording the commit and each weight
+    file's sha256 (a cached file whose contents differ from its blob's sha256, or whose size is
+    not what its header says, is refused).
+
+    With `commit` (the lock's pin) that commit is fetched, and a branch that has since moved or
+    disappeared is reported with both shas.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from overtrain import integrity
+
+    drift = None
+    if commit:
+        now = _known_refs(repo).get(revision)
+        if now != commit:
+            drift = {"locked": commit, "now": now}
+            print(f"{repo}@{revision}: " + ("no longer exists" if now is None else f"now points to commit {now}")
+                  + f"; the lock pins commit {commit}, which is used. To take the new commit, set "
+                  "revisions_lock: refresh (or delete results/<experiment>/checkpoints.lock) and rerun.")
     try:
-        snapshot = Path(snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS))
+        snapshot = Path(snapshot_download(repo, revision=commit or revision, allow_patterns=HUB_PATTERNS))
     except LocalEntryNotFoundError as e:
+        pinned = f" (locked commit {commit})" if commit else ""
         raise HubError(
-            f"{repo} revision {revision} is not in the local Hugging Face cache ({hub_cache_dir()}) "
+            f"{repo} revision {revision}{pinned} is not in the local Hugging Face cache ({hub_cache_dir()}) "
             f"and the Hub is unreachable. Pre-fill the cache where there is network: "
-            f"`hf download {repo} --revision {revision} --include '*.safetensors' '*.json' "
+            f"`hf download {repo} --revision {commit or revision} --include '*.safetensors' '*.json' "
             f"'tokenizer*'`, then set HF_HOME to that cache (HF_HUB_OFFLINE=1 for offline runs)."
         ) from e
     if not any(snapshot.glob("*.safetensors")):
@@ -194,13 +258,22 @@ def download_hub(
             "repo's own model code). Use a revision with *.safetensors, or convert the weights "
             "yourself and use `source: local`."
         )
+    weights = integrity.record(snapshot)
+    for name, w in weights.items():  # LFS blobs are named by their sha256
+        blob = (snapshot / name).resolve().name
+        if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != w["sha256"]:
+            raise integrity.DamagedWeights(
+                f"{snapshot / name}: its contents do not match its cache blob's sha256 ({blob[:12]}…): corrupted in "
+                f"the cache; delete it and download again (hf download {repo} --revision {revision} --force-download)")
     meta = {
         "source": "hub",
         "repo": repo,
         "revision": revision,
         "commit": snapshot.name,
+        "revision_drift": drift,
         "tokens": int(tokens),
         "trust_remote_code": trust_remote_code,
+        "weights": weights,
     }
     files = sorted(p for p in snapshot.iterdir() if p.is_file())
     with atomic_directory(out_dir) as tmp:

@@ -99,8 +99,15 @@ def require_space(directory: str | Path, needed: int, what: str) -> None:
         directory = directory.parent
     free = shutil.disk_usage(directory).free
     if free < needed:
-        raise OSError(f"{what} needs about {needed / 1e9:.2f} GB but {directory} has {free / 1e9:.2f} GB free; "
+        raise OSError(f"{what} needs about {_size(needed)} but {directory} has {_size(free)} free; "
                       "free space (or point results/ or HF_HOME elsewhere) and rerun")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n / 1e3:.0f} kB"
 
 
 def directory_size(model_dir: str | Path) -> int:

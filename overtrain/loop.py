@@ -183,11 +183,9 @@ def fingerprint(**settings) -> str:
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file (data, checkpoint metadata): part of a resume fingerprint."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    from overtrain.integrity import sha256
+
+    return sha256(path)
 
 
 def code_digest(*modules: str) -> str:

@@ -8,6 +8,7 @@ safetensors only and remote code stays off unless the caller opts in.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 from pathlib import Path
 
@@ -81,11 +82,19 @@ def save_model(
     """Save model (safetensors) + tokenizer + meta.json (+ text files) into `out_dir`, atomically.
 
     `state_dict` replaces the model's own tensors (a gathered FSDP state, or a dtype-cast copy).
+    meta.json records each weight file's sha256, size and time (checked by every later load);
+    a save that would not fit on the disk is refused before it starts.
     """
+    from overtrain import integrity
+
+    tensors = state_dict.values() if state_dict is not None else model.state_dict().values()
+    needed = sum(t.numel() * t.element_size() for t in tensors if hasattr(t, "numel"))
+    integrity.require_space(Path(out_dir).parent, int(needed * 1.1) + (1 << 20), f"saving {out_dir}")
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "meta.json", {**meta, "versions": package_versions()})
+        weights = integrity.record(tmp)
+        atomic_write_json(tmp / "meta.json", {**meta, "weights": weights, "versions": package_versions()})
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
 
@@ -104,11 +113,20 @@ def require_safetensors(model_dir: str | Path) -> None:
     )
 
 
+def recorded_weights(model_dir: str | Path) -> dict | None:
+    """The weight files' sha256/size/time that meta.json recorded when the directory was made."""
+    meta = Path(model_dir, "meta.json")
+    return json.loads(meta.read_text()).get("weights") if meta.exists() else None
+
+
 def load_model(model_dir: str | Path, trust_remote_code: bool = False, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from overtrain import integrity
+
     require_safetensors(model_dir)
+    integrity.verify(model_dir, recorded_weights(model_dir))
     return AutoModelForCausalLM.from_pretrained(
         str(model_dir),
         use_safetensors=True,
@@ -173,7 +191,10 @@ def load_variant(
         import torch
         from peft import PeftModel
 
+        from overtrain import integrity
+
         require_safetensors(finetuned_dir)
+        integrity.verify(finetuned_dir, recorded_weights(finetuned_dir))
         base = load_model(checkpoint_dir, trust_remote_code=trust_remote_code, dtype="float32")
         model = PeftModel.from_pretrained(base, str(finetuned_dir)).merge_and_unload().to(getattr(torch, dtype))
     else:

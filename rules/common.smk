@@ -30,20 +30,33 @@ try:
 except grid.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
 
-# Hub models: resolve revision selectors (Hub, else local cache) and every checkpoint's tokens
-# now, so that a bad name fails before any job runs.
+# Hub models: revisions (a selector resolved once) and their commits, pinned in
+# results/<experiment>/checkpoints.lock on first resolution; every checkpoint's tokens now, so
+# that a bad name fails before any job runs.
 HUB_TOKENS = {}
-for _name, _m in config["models"].items():
-    if _m["source"] != "hub":
-        continue
+HUB_COMMITS = {}
+_hub = {n: m for n, m in config["models"].items() if m["source"] == "hub"}
+if _hub:
     try:
-        if isinstance(_m["revisions"], dict):
-            _available = sources.list_revisions(_m["repo"])
-            _m["revisions"] = sources.select_revisions(_m, _available)
-        for _rev in _m["revisions"]:
-            HUB_TOKENS[(_name, _rev)] = sources.checkpoint_tokens(_rev, _m)
+        _resolved = sources.resolve_hub(
+            _hub,
+            f"results/{config['experiment']}/checkpoints.lock",
+            refresh=config["revisions_lock"] == "refresh",
+        )
     except (ValueError, sources.HubError) as e:
+        _name = next(iter(_hub))
         raise WorkflowError(f"Invalid config: models.{_name}.revisions: {e}") from None
+    for _name, _entry in _resolved.items():
+        _m = config["models"][_name]
+        _m["revisions"] = _entry["revisions"]
+        try:
+            for _rev in _m["revisions"]:
+                HUB_TOKENS[(_name, _rev)] = sources.checkpoint_tokens(_rev, _m)
+                HUB_COMMITS[(_name, _rev)] = _entry["commits"].get(_rev)
+        except ValueError as e:
+            raise WorkflowError(
+                f"Invalid config: models.{_name}.revisions: {e}"
+            ) from None
 
 R = f"results/{config['experiment']}"
 LOGS = f"{R}/logs"

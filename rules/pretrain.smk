@@ -110,6 +110,8 @@ rule hub_checkpoint:
         code=code_version("checkpoints"),
         repo=model_setting("repo"),
         tokens=lambda w: HUB_TOKENS[(w.model, w.ckpt)],
+        # the lock's pin: a new pin (revisions_lock: refresh) redoes the checkpoint
+        commit=lambda w: HUB_COMMITS[(w.model, w.ckpt)],
         trust_remote_code=model_setting("trust_remote_code", False),
     script:
         "../scripts/hub_checkpoint.py"

@@ -10,5 +10,6 @@ meta = checkpoints.download_hub(
     snakemake.output[0],
     tokens=snakemake.params.tokens,
     trust_remote_code=snakemake.params.trust_remote_code,
+    commit=snakemake.params.commit,
 )
 print(meta)

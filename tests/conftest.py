@@ -84,3 +84,14 @@ def tiny_study(tmp_path_factory):
     torch.set_num_threads(1)
     pretrain.pretrain(d / "language.npz", d / "tok", d / "ckpt", tiny_spec(), budget_tokens=256 * 10)
     return d, paths
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """The micro study run once (jobs in warm processes); (workdir, configfile)."""
+    work = tmp_path_factory.mktemp("micro")
+    cfg = write_config(work / "micro.yaml", MICRO)
+    r = snakemake(work, cfg, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (work / "snakemake.out").write_text(r.stdout + r.stderr)
+    return work, cfg

@@ -57,16 +57,6 @@ def test_missing_local_path_rejected(tmp_path):
     assert "models.ext.checkpoints.c1.path: directory 'nowhere/model' does not exist" in r.stdout + r.stderr
 
 
-@pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("micro")
-    cfg = write_config(work / "micro.yaml", MICRO)
-    r = snakemake(work, cfg, "--cores", "2")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (work / "snakemake.out").write_text(r.stdout + r.stderr)
-    return work, cfg
-
-
 @pytest.mark.e2e
 def test_micro_study_end_to_end(micro_run):
     work, _ = micro_run
