@@ -54,3 +54,18 @@ onstart:
 
 onsuccess:
     print(diverged_summary(METRICS))
+
+
+# Bookkeeping and downloads run where Snakemake runs (on SLURM: the submit node, which has the
+# network that compute nodes often lack), not through the queue.
+localrules:
+    all,
+    aggregate,
+    analyses,
+    findings,
+    publish,
+    figures,
+    theory,
+    hub_checkpoint,
+    local_checkpoint,
+    finetune_data,

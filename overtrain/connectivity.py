@@ -10,6 +10,7 @@ soup's held-out score does not get worse).
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -120,12 +121,17 @@ def run(
     evaluation = Evaluation(probe, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
                             max_length=max_length, task_data=task_data)
     cache: dict = {}
+    planned = len(list(itertools.combinations(seeds, 2))) * len(alphas) + len(seeds) + 1  # + soups
+    started = time.perf_counter()
 
     def evaluate_state(state: dict, key) -> list[dict]:
         if key not in cache:
             with torch.no_grad():
                 probe.load_state_dict(state)
             cache[key] = evaluation.rows()
+            elapsed = time.perf_counter() - started
+            print(f"[connectivity] {len(cache)}/~{planned} evaluations ({key}); elapsed {elapsed:.0f}s "
+                  f"eta {elapsed / len(cache) * max(0, planned - len(cache)):.0f}s", flush=True)
         return cache[key]
 
     def value(rows: list[dict], task: str, metric: str) -> float:

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -377,9 +378,11 @@ def evaluate_finetuned(
         atomic_write_json(out_json, result)
         return result
     model, tokenizer = load_variant(checkpoint_dir, finetuned_dir, None, trust_remote_code, device, dtype)
+    started = time.perf_counter()
     rows = evaluate_model(model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
                           max_length=max_length, task_data=task_data, max_gen_toks=max_gen_toks)
     rows += [diverged_row(task, False)] + learning_jump_rows(Path(finetuned_dir, "train_log.csv"), task)
+    print(f"[evaluate] {len(splits)} tasks in {time.perf_counter() - started:.0f}s", flush=True)
     result = {**labels, **ckpt, "status": "ok", "rows": rows, "runtime": runtime_info(model, batch_size),
               "versions": package_versions()}
     atomic_write_json(out_json, result)
@@ -421,7 +424,8 @@ def evaluate_checkpoint(
     pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
     evaluation = Evaluation(model, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
                             max_length=max_length, task_data=task_data, max_gen_toks=max_gen_toks)
-    for variant, out_json in outputs.items():
+    started = time.perf_counter()
+    for done, (variant, out_json) in enumerate(outputs.items(), 1):
         with torch.no_grad():
             model.load_state_dict(pristine)
         variant_labels = {**labels, "variant": "base"}
@@ -437,3 +441,6 @@ def evaluate_checkpoint(
         result = {**variant_labels, **checkpoint_labels(checkpoint_dir), "status": "ok", "rows": rows,
                   "runtime": runtime_info(model, batch_size), "versions": package_versions()}
         atomic_write_json(out_json, result)
+        elapsed = time.perf_counter() - started
+        print(f"[evaluate] variant {done}/{len(outputs)} {variant}: {len(splits)} tasks; elapsed {elapsed:.0f}s "
+              f"eta {elapsed / done * (len(outputs) - done):.0f}s", flush=True)

@@ -30,6 +30,19 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def verdict_table(hypotheses: pd.DataFrame) -> pd.DataFrame:
+    """The claims in one compact table (the report's first page): claim, condition, effect with
+    its interval, replicates, verdict."""
+    return pd.DataFrame({
+        "claim": hypotheses["hypothesis"],
+        "condition": hypotheses["condition"],
+        "effect [95% CI]": [_ci(e, lo, hi, n) for e, lo, hi, n in
+                            zip(hypotheses["effect"], hypotheses["ci_low"], hypotheses["ci_high"], hypotheses["n_seeds"])],
+        "replicates": hypotheses["n_seeds"].astype(int),
+        "verdict": hypotheses["verdict"],
+    })
+
+
 def render(*, experiment: str, command: str, code: str, replicates: int, hypotheses: pd.DataFrame,
            pretrain_loss: pd.DataFrame, best_lr: pd.DataFrame, inflection: pd.DataFrame) -> str:
     """The findings page."""

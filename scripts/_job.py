@@ -21,6 +21,8 @@ def start(snakemake) -> None:
         os.dup2(log.fileno(), 2)
         sys.stdout = sys.stderr = log
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # deterministic cuBLAS (torch.use_deterministic_algorithms needs it on CUDA; no effect on CPU)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # our own progress lines (step, loss, tokens/s, ETA) and lm-eval's request bars stay; the
     # per-load bars of transformers/huggingface_hub and datasets would drown them
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -15,5 +15,7 @@ text = findings.render(
     replicates=p.replicates,
     **{name: pd.read_csv(i[name]) for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection")},
 )
-atomic_write_text(snakemake.output[0], text + "\n")
+atomic_write_text(snakemake.output.page, text + "\n")
+verdicts = findings.verdict_table(pd.read_csv(i.hypotheses))
+atomic_write_text(snakemake.output.verdicts, verdicts.to_csv(index=False, lineterminator="\n"))
 print(text)

@@ -16,12 +16,20 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pyproject_pins() -> dict[str, str]:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+def pyproject_requirements() -> dict:
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+    return {norm(Requirement(r).name): Requirement(r) for r in reqs}
+
+
+def lock_pins() -> dict[str, str]:
+    """Exact versions of requirements.lock (the tested set)."""
     pins = {}
-    for d in deps:
-        name, version = d.split("==")
-        pins[norm(name)] = version
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]+\])?==([^\s\\]+)", line):
+            pins[norm(m[1])] = m[2]
     return pins
 
 
@@ -40,14 +48,28 @@ def env_pins(path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
-def test_env_pins_agree_with_pyproject(env):
-    pins, project = env_pins(REPO / "envs" / env), pyproject_pins()
+def test_env_pins_agree_with_the_lock(env):
+    pins, locked, project = env_pins(REPO / "envs" / env), lock_pins(), pyproject_requirements()
     assert pins.pop("python") == "3.11"
     pins.pop("pip", None)
     assert pins, env
     for name, version in pins.items():
         assert name in project, f"{env}: {name} is not a dependency in pyproject.toml"
-        assert version == project[name], f"{env}: {name}=={version}, pyproject.toml has {project[name]}"
+        assert name in locked, f"{env}: {name} is not in requirements.lock"
+        assert version == locked[name].split("+")[0], f"{env}: {name}=={version}, requirements.lock has {locked[name]}"
+
+
+def test_the_lock_satisfies_pyproject_and_every_python_it_allows():
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    locked = lock_pins()
+    for name, req in pyproject_requirements().items():
+        assert name in locked, f"{name} is not in requirements.lock"
+        assert req.specifier.contains(Version(locked[name]), prereleases=True), f"{name}: {locked[name]} not {req}"
+    allowed = SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
+    assert all(v in allowed for v in ("3.11.7", "3.12.1", "3.13.0")) and "3.14.0" not in allowed
+    assert locked["torch"] == "2.13.0+cpu"
 
 
 def test_every_rule_has_an_existing_conda_env():

@@ -151,18 +151,27 @@ def test_selector_without_cache_fails_before_any_job(hf_home, tmp_path):
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
-def test_every_preset_dry_runs_offline(preset, hf_home, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-         str(tmp_path), "--configfile", str(REPO / "configs" / preset), "-n"],
-        capture_output=True, text=True, env=run_env(hf_home), timeout=300,
-    )
+def test_every_preset_plans_offline_as_the_readme_says(preset, hf_home, tmp_path):
+    """`overtrain plan` (the console script) answers offline from Snakemake's dry run and the
+    model cards' parameter counts; the README's preset table shows exactly its totals."""
+    script = os.path.join(os.path.dirname(sys.executable), "overtrain")
+    r = subprocess.run([script, "plan", "--configfile", str(REPO / "configs" / preset), "--json"],
+                       capture_output=True, text=True, env=run_env(hf_home), timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "evaluate_checkpoint" in r.stdout
-    if preset != "micro.yaml":
-        assert "hub_checkpoint" in r.stdout
-        total = int(re.search(r"^total\s+(\d+)", r.stdout, re.M)[1])
-        readme = (REPO / "README.md").read_text()
-        row = re.search(rf"^\| `configs/{re.escape(preset)}` \|.*\| (\d+) \|$", readme, re.M)
-        assert row, f"README's preset table has no row for {preset}"
-        assert int(row[1]) == total, f"README says {row[1]} jobs for {preset}; the dry run plans {total}"
+    plan = json.loads(r.stdout)
+    jobs = {row["rule"]: row["jobs"] for row in plan["rules"]}
+    assert jobs["evaluate_checkpoint"] > 0 and plan["total"]["jobs"] == sum(jobs.values())
+    if preset == "micro.yaml":  # our own tiny pretraining: parameters from the architecture
+        assert plan["parameters"][0]["source"] == "architecture" and plan["total"]["download_gb"] == 0
+        return
+    assert jobs["hub_checkpoint"] > 0
+    assert all(p["parameters"] and p["source"] == "model card" for p in plan["parameters"])
+    t = plan["total"]
+    assert t["gpu_hours"] > 0 and t["download_gb"] > 0 and t["disk_gb"] > 0
+    readme = (REPO / "README.md").read_text()
+    row = re.search(rf"^\| `configs/{re.escape(preset)}` \|.*\| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+                    readme, re.M)
+    assert row, f"README's preset table has no row for {preset}"
+    said = (int(row[1]), float(row[2]), float(row[3]), float(row[4]))
+    planned = (t["jobs"], round(t["gpu_hours"], 1), round(t["download_gb"], 1), round(t["disk_gb"]))
+    assert said == planned, f"README says {said} for {preset} (jobs, GPU-h, download GB, disk GB); plan: {planned}"

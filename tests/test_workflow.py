@@ -114,6 +114,21 @@ def test_micro_study_end_to_end(micro_run):
 
 
 @pytest.mark.e2e
+def test_every_long_job_logs_progress(micro_run):
+    """`tail -f` on a job log tells where it is: step/total, loss, tokens/s and ETA for training,
+    a line per evaluated variant and per point of a connectivity path."""
+    logs = micro_run[0] / "results" / "micro" / "logs"
+    expect = {"pretrain": r"\[pretrain \d+\] step (\d+)/\1 loss [\d.]+ [\d,]+ tok/s elapsed \d+s eta 0s",
+              "finetune": r"\[finetune lr=[\d.e-]+\] step \d+/\d+ loss [\d.]+ [\d,]+ tok/s elapsed \d+s eta \d+s",
+              "evaluate": r"\[evaluate\] (variant \d+/\d+ \S+: \d+ tasks; elapsed \d+s eta \d+s|\d+ tasks in \d+s)",
+              "connectivity": r"\[connectivity\] \d+/~\d+ evaluations .*eta \d+s"}
+    for rule, pattern in expect.items():
+        files = sorted((logs / rule).rglob("*.log"))
+        assert files, f"no {rule} logs"
+        for f in files:
+            assert re.search(pattern, f.read_text()), f"{f} has no progress line like {pattern!r}"
+
+
 def test_rerun_from_scratch_is_byte_identical(micro_run, tmp_path):
     """A second run from scratch, each job in a fresh interpreter (compute.warm_jobs off), gives
     the same bytes as the first, whose jobs ran in warm processes."""
@@ -252,3 +267,31 @@ def test_scheduling_settings_rerun_nothing(micro_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
     assert cfg == MICRO
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package (CI installs it: .ci/run)")
+def test_the_report_opens_on_the_findings_in_a_browser(micro_run):
+    """The report rendered by headless Chromium: its first page is the findings (the verdict of
+    every claim), before the workflow's description."""
+    import subprocess
+
+    work, cfg = micro_run
+    report = work / "report_findings.html"
+    r = snakemake(work, cfg, "--report", str(report))
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", f"--user-data-dir={work / 'chromium'}",
+         "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert "Findings" in dom, dom[:2000]
+    verdicts = pd.read_csv(work / "results" / "micro" / "verdicts.csv")
+    assert len(verdicts) >= 8
+    for claim in ("progressive sensitivity to Gaussian noise", "larger learning rate → earlier T*"):
+        assert claim in dom
+    assert dom.index("Findings") < dom.index("The study")
