@@ -1,13 +1,14 @@
 """overtrain's benchmarks: where the time goes. One command runs them all:
 
-    python benchmarks/run.py            # full (the default study takes ~5 minutes of it)
+    python benchmarks/run.py            # full: the default study twice (with and without the levers)
     python benchmarks/run.py --smoke    # seconds-scale versions, as CI runs them
 
 Writes benchmarks/results.md (and results.json). Every comparison is a ratio measured in one run
 on the same machine, so it does not depend on how fast the machine is that day:
 
-P1  the default study's wall time, the per-rule breakdown from Snakemake's benchmark files, and
-    the share of the jobs' time spent starting a Python process and importing their libraries;
+P1  the default study's wall time and per-rule breakdown (Snakemake's benchmark files), before
+    (separate pretraining runs, a fresh interpreter per job) and after (WSD branches, warm jobs),
+    and the fraction of the FLOP limit reached (its model FLOPs at P2's matmul rate on 2 cores);
 P2  training throughput of overtrain's pretraining and fine-tuning loop vs a bare PyTorch loop on
     the same model, batch and threads; achieved FLOP/s vs a large fp32 matmul;
 P3  evaluation time of overtrain's evaluation step vs a bare lm_eval.simple_evaluate;
@@ -16,6 +17,7 @@ P5  rerun minimality: jobs scheduled after adding one learning rate vs the jobs 
 P6  fine-tuning on instruction-like lengths (long-tailed): non-padding tokens/s of length-grouped
     batches vs plain padded batches (every batch as wide as the longest example) and vs
     randomly ordered batches trimmed to their own longest example.
+P7  the default's verdicts at 1 and 2 threads per job (P1's run and one more).
 """
 
 from __future__ import annotations
@@ -71,43 +73,63 @@ MODEL_IMPORTS = (
     "from lm_eval.models.huggingface import HFLM; from transformers import LlamaForCausalLM"
 )
 TABLE_IMPORTS = f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; from overtrain import plots"
-LIGHT_RULES = {"aggregate", "analyses", "figures", "theory"}
+LIGHT_RULES = {"aggregate", "analyses", "figures", "findings", "theory"}
 
 
-def p1_default_study(config: dict | None) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="overtrain-p1-"))
-    configfile = None
-    if config is not None:
-        configfile = work / "config.yaml"
-        configfile.write_text(yaml.safe_dump(config))
-    else:
-        shutil.copy(REPO / "config.yaml", work / "config.yaml")
+def p1_default_study(config: dict | None, keep: Path | None = None) -> dict:
+    """One run of a study (the default when `config` is None) with `--cores 2`: wall time, per-rule
+    job time, and its model FLOPs (overtrain plan's count) for the FLOP-limit comparison."""
+    from overtrain import plan
+
+    work = Path(tempfile.mkdtemp(prefix="overtrain-p1-")) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    config = config or yaml.safe_load((REPO / "config.yaml").read_text())
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
     t = time.perf_counter()
     r = snakemake(work, configfile, "--cores", "2")
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    experiment = (config or yaml.safe_load((REPO / "config.yaml").read_text()))["experiment"]
-    bench = work / "results" / experiment / "benchmarks"
+    bench = work / "results" / config["experiment"] / "benchmarks"
     per_rule: dict[str, list[float]] = {}
     for f in bench.rglob("*.tsv"):
         rule = f.relative_to(bench).parts[0].removesuffix(".tsv")
-        rule = "evaluate" if rule == "evaluate" else rule
+        if rule == "evaluate":
+            rule = "evaluate_checkpoint" if f.name == "checkpoint.tsv" else "evaluate_finetuned"
         seconds = float(f.read_text().splitlines()[1].split("\t")[0])
         per_rule.setdefault(rule, []).append(seconds)
+    resolved = plan.resolved_config(str(configfile), REPO / "Snakefile")
+    flops = plan.plan(resolved, {k: len(v) for k, v in per_rule.items()}, mfu=1.0, peak_tflops=1.0,
+                      eval_tokens=None)["rules"]
     startup_model, startup_table = seconds_of(MODEL_IMPORTS), seconds_of(TABLE_IMPORTS)
     total = sum(sum(v) for v in per_rule.values())
     startup = sum(len(v) * (startup_table if k in LIGHT_RULES else startup_model) for k, v in per_rule.items())
-    shutil.rmtree(work, ignore_errors=True)
+    if keep is None:
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "wall_s": wall,
         "jobs": sum(len(v) for v in per_rule.values()),
         "job_seconds": total,
         "per_rule": {k: {"jobs": len(v), "total_s": sum(v), "mean_s": sum(v) / len(v)} for k, v in sorted(per_rule.items())},
+        "model_tflop": sum(row["tflop"] for row in flops),
+        "warm_jobs": config.get("compute", {}).get("warm_jobs", True),
+        "branching": any(m.get("branching") for m in config["models"].values()),
         "startup_model_job_s": startup_model,
         "startup_table_job_s": startup_table,
-        "startup_share": startup / total,
+        "startup_share_if_cold": startup / total,
     }
+
+
+def p1_before(config: dict) -> dict:
+    """The same study without the speed levers: separate pretraining runs, a fresh interpreter per job."""
+    import copy
+
+    before = copy.deepcopy(config)
+    for m in before["models"].values():
+        m["branching"] = False
+    before.setdefault("compute", {})["warm_jobs"] = False
+    return p1_default_study(before)
 
 
 # --------------------------------------------------------------------------------------------- P2
@@ -323,6 +345,30 @@ def p6_padding(n_examples: int, steps: int, batch: int = 8) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- report
+def p7_thread_robustness(dirs: dict[int, Path | None]) -> dict:
+    """The default's verdicts at compute.threads_per_job 1 and 2 (other float rounding, a stand-in
+    for another CPU): the claims whose verdict differs. `dirs` may name existing run directories
+    (e.g. P1's kept run for 1 thread), which are brought up to date instead of run afresh."""
+    import pandas as pd
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    runs = {}
+    for threads in (1, 2):
+        work = dirs.get(threads) or Path(tempfile.mkdtemp(prefix=f"overtrain-p7-t{threads}-"))
+        config["compute"]["threads_per_job"] = threads
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        r = snakemake(work, work / "config.yaml", "--cores", "2")
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr[-2000:])
+        runs[threads] = pd.read_csv(work / "results" / config["experiment"] / "tables" / "hypotheses.csv")
+    keys = ["model", "hypothesis", "condition"]
+    both = runs[1].merge(runs[2], on=keys, suffixes=("_1", "_2"))
+    differ = both[both["verdict_1"] != both["verdict_2"]]
+    return {"claims": len(both), "differ": differ[keys + ["verdict_1", "verdict_2"]].to_dict("records"),
+            "rows": both[keys + ["effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2", "ci_low_2",
+                                 "ci_high_2", "verdict_2"]].to_dict("records")}
+
+
 def markdown(res: dict, smoke: bool) -> str:
     lines = [
         "# overtrain benchmarks",
@@ -338,14 +384,34 @@ def markdown(res: dict, smoke: bool) -> str:
             "## P1 — the default study",
             "",
             f"Wall time `snakemake --cores 2`: **{p['wall_s']:.0f} s** for {p['jobs']} jobs "
-            f"({p['job_seconds']:.0f} job-seconds). Process start-up and imports: "
-            f"{p['startup_model_job_s']:.1f} s per model job, {p['startup_table_job_s']:.1f} s per table job, "
-            f"**{100 * p['startup_share']:.0f}%** of all job time.",
+            f"({p['job_seconds']:.0f} job-seconds; WSD branching {'on' if p['branching'] else 'off'}, "
+            f"warm jobs {'on' if p['warm_jobs'] else 'off'}). Its model compute (`overtrain plan`: "
+            f"6·N·tokens training, 2·N·tokens evaluation) is {p['model_tflop']:.3g} TFLOP.",
             "",
-            "| rule | jobs | total s | mean s |",
-            "|---|---|---|---|",
         ]
-        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
+        if "P1_before" in res:
+            b = res["P1_before"]
+            lines += [
+                f"Before, the same study without the levers (separate pretraining runs per budget, a fresh "
+                f"interpreter per job): **{b['wall_s']:.0f} s** ({b['job_seconds']:.0f} job-seconds, "
+                f"{b['model_tflop']:.3g} TFLOP); after / before = **{p['wall_s'] / b['wall_s']:.2f}**. Process "
+                f"start-up and imports in a fresh interpreter: {b['startup_model_job_s']:.1f} s per model job, "
+                f"{b['startup_table_job_s']:.1f} s per table job, {100 * b['startup_share_if_cold']:.0f}% of "
+                "the before run's job time.",
+                "",
+            ]
+        if "P2" in res:
+            limit = p["model_tflop"] * 1e12 / (2 * res["P2"]["matmul_flops"])
+            lines += [f"FLOP limit: {p['model_tflop']:.3g} TFLOP at 2 cores × the 1-thread matmul rate of P2 "
+                      f"= {limit:.0f} s, **{100 * limit / p['wall_s']:.0f}%** of the wall time.", ""]
+        lines += ["| rule | jobs | total s | mean s |" + (" before: jobs | total s |" if "P1_before" in res else ""),
+                  "|---|---|---|---|" + ("---|---|" if "P1_before" in res else "")]
+        for k, v in p["per_rule"].items():
+            extra = ""
+            if "P1_before" in res:
+                bv = res["P1_before"]["per_rule"].get(k)
+                extra = f" {bv['jobs']} | {bv['total_s']:.1f} |" if bv else " 0 | 0 |"
+            lines.append(f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |{extra}")
         lines.append("")
     if "P2" in res:
         p = res["P2"]
@@ -401,19 +467,44 @@ def markdown(res: dict, smoke: bool) -> str:
                   for k, v in p["modes"].items()]
         lines += ["", f"Length-grouped vs plain padded: **{p['grouped_vs_padded']:.1f}×**; vs random trimmed: "
                   f"**{p['grouped_vs_random']:.1f}×**.", ""]
+    if "P7" in res:
+        p = res["P7"]
+        lines += [
+            "## P7 — verdicts at 1 and 2 threads per job (the default study, run twice)",
+            "",
+            f"{p['claims']} claims; verdicts that differ: **{len(p['differ'])}**.",
+            "",
+            "| claim | condition | 1 thread: effect [95% CI] | verdict | 2 threads: effect [95% CI] | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+
+        def cell(r, k):
+            if r[f"effect_{k}"] != r[f"effect_{k}"]:  # NaN: not measured
+                return "—"
+            return f"{r[f'effect_{k}']:.3g} [{r[f'ci_low_{k}']:.3g}, {r[f'ci_high_{k}']:.3g}]"
+
+        lines += [f"| {r['hypothesis']} | {r['condition'] if r['condition'] == r['condition'] else ''} | "
+                  f"{cell(r, 1)} | {r['verdict_1']} | {cell(r, 2)} | {r['verdict_2']} |" for r in p["rows"]]
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small, quick versions (CI)")
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6", help="comma-separated subset")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7", help="comma-separated subset")
+    ap.add_argument("--merge", action="store_true", help="keep the other sections of the existing results.json")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"))
+    ap.add_argument("--keep", help="run P1's default study in this directory and keep its results")
+    ap.add_argument("--two-threads", help="P7: bring this run directory (2 threads per job) up to date instead")
+    ap.add_argument("--no-before", action="store_true", help="skip P1's run without the speed levers")
     a = ap.parse_args()
     todo = a.only.split(",")
     res = {}
     if "P1" in todo:
-        res["P1"] = p1_default_study(MICRO if a.smoke else None)
+        res["P1"] = p1_default_study(MICRO if a.smoke else None, Path(a.keep) if a.keep else None)
+        if not a.smoke and not a.no_before:
+            res["P1_before"] = p1_before(yaml.safe_load((REPO / "config.yaml").read_text()))
     if "P2" in todo:
         res["P2"] = p2_training(steps=10 if a.smoke else 60)
     if "P3" in todo:
@@ -424,7 +515,12 @@ def main() -> None:
         res["P5"] = p5_rerun_minimality()
     if "P6" in todo:
         res["P6"] = p6_padding(n_examples=64 if a.smoke else 512, steps=4 if a.smoke else 32)
+    if "P7" in todo:
+        res["P7"] = p7_thread_robustness({1: Path(a.keep) if a.keep else None,
+                                          2: Path(a.two_threads) if a.two_threads else None})
     out = Path(a.out)
+    if a.merge and out.with_suffix(".json").exists():  # update some sections of an earlier full run
+        res = {**json.loads(out.with_suffix(".json").read_text()), **res}
     out.write_text(markdown(res, a.smoke))
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     print(out.read_text())

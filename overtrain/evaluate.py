@@ -51,7 +51,9 @@ def task_yaml(name: str, data_file: str | Path) -> str:
     # Fields are named directly (not as "{{field}}" templates): lm-eval then reads doc[field]
     # instead of compiling a Jinja template for every document, which was half the time.
     if output_type == "loglikelihood_rolling":
-        lines += ['doc_to_text: ""', "doc_to_target: text"]
+        # the request is doc_to_target alone; a field name as doc_to_text (its context, unused
+        # here) spares a Jinja compile of "" per document
+        lines += ["doc_to_text: text", "doc_to_target: text"]
     else:
         lines += [
             f"doc_to_text: {field}",

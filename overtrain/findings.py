@@ -60,8 +60,9 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
         f"{platform.machine()}. Every number is the mean over {replicates} replicate(s) "
         "(pretraining seeds, or fine-tuning / noise seeds where there is one pretraining run) with its 95% bootstrap "
         "interval in brackets. Machine-dependent: the last digits of every number (CPU instruction set, "
-        "`compute.threads_per_job`); the verdicts are designed not to be — a claim whose interval contains 0 is "
-        "inconclusive rather than flipping.",
+        "`compute.threads_per_job`) and, through them, now and then a discrete choice (the learning rate that wins "
+        "on validation at one budget of one seed), which can move a borderline verdict between inconclusive and a "
+        "firm one; `python benchmarks/run.py --only P7` compares the default's verdicts at 1 and 2 threads per job.",
         "",
         "## The seed papers' claims",
         "",

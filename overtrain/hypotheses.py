@@ -81,8 +81,10 @@ def u_depth(x, y) -> float:
 
 
 def end_worse(x, y) -> float:
-    """How much worse the largest budget is than the best budget (> 0: degraded past T*)."""
-    return float(y[-1] - np.min(y))
+    """How much worse the largest budget is than the best earlier budget: > 0 when it degraded
+    past an earlier T*, < 0 by how much it still improved. Signed, so that "not supported" is an
+    interval below 0, not a degenerate [0, 0] that one seed's tie turns into "inconclusive"."""
+    return float(y[-1] - np.min(y[:-1]))
 
 
 def earlier(x, y_small, y_large) -> float:
@@ -200,7 +202,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     for (task, metric), g in ident.groupby(["eval_task", "metric"]):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
         out.append(_row(h, SPRINGER + " §2, §3.4.2", f"{task} ({metric})",
-                        "largest budget − best budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
+                        "largest budget − best earlier budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
     if ident.empty:
         out.append(_not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task"))
 

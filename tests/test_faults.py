@@ -67,6 +67,21 @@ def test_a_full_disk_is_refused_before_a_save_with_the_numbers(tmp_path):
         integrity.require_space(tmp_path, 10**18, "saving x")
 
 
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    """Results on shared storage stay readable by the group: not mkstemp's 0600 / mkdtemp's 0700."""
+    from overtrain.atomic import atomic_directory, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "d") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
 def test_revisions_are_pinned_and_a_moved_or_deleted_branch_is_reported(hf_home, tmp_path, capsys):  # noqa: F811
     root = fill_cache(hf_home, REPO_ID, REVISIONS)
     lock = tmp_path / "checkpoints.lock"

@@ -77,3 +77,15 @@ def test_earlier_t_star_statistic():
     assert hypotheses.verdict(-0.5, 0.0, 3) == "not supported"
     assert hypotheses.verdict(-0.1, 0.2, 3) == "inconclusive"
     assert hypotheses.verdict(0.1, 0.5, 1) == "inconclusive"
+
+
+def test_degradation_past_T_star_is_signed():
+    """Still improving at the largest budget is evidence against the claim (an interval below 0),
+    not a degenerate [0, 0]; a minimum before the end is evidence for it."""
+    x = np.array(TOKENS)
+    improving = np.array([3.0, 2.5, 2.2, 2.0, 1.9, 1.85])
+    assert hypotheses.end_worse(x, improving) == pytest.approx(-0.05)
+    degraded = np.array([3.0, 2.5, 2.2, 2.0, 2.1, 2.3])
+    assert hypotheses.end_worse(x, degraded) == pytest.approx(0.3)
+    assert hypotheses.verdict(-0.08, -0.02, 3) == "not supported"
+    assert hypotheses.verdict(-0.08, 0.02, 3) == "inconclusive"
