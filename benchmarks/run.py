@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+import verdicts  # benchmarks/verdicts.py: P7
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -345,30 +347,6 @@ def p6_padding(n_examples: int, steps: int, batch: int = 8) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- report
-def p7_thread_robustness(dirs: dict[int, Path | None]) -> dict:
-    """The default's verdicts at compute.threads_per_job 1 and 2 (other float rounding, a stand-in
-    for another CPU): the claims whose verdict differs. `dirs` may name existing run directories
-    (e.g. P1's kept run for 1 thread), which are brought up to date instead of run afresh."""
-    import pandas as pd
-
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    runs = {}
-    for threads in (1, 2):
-        work = dirs.get(threads) or Path(tempfile.mkdtemp(prefix=f"overtrain-p7-t{threads}-"))
-        config["compute"]["threads_per_job"] = threads
-        (work / "config.yaml").write_text(yaml.safe_dump(config))
-        r = snakemake(work, work / "config.yaml", "--cores", "2")
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr[-2000:])
-        runs[threads] = pd.read_csv(work / "results" / config["experiment"] / "tables" / "hypotheses.csv")
-    keys = ["model", "hypothesis", "condition"]
-    both = runs[1].merge(runs[2], on=keys, suffixes=("_1", "_2"))
-    differ = both[both["verdict_1"] != both["verdict_2"]]
-    return {"claims": len(both), "differ": differ[keys + ["verdict_1", "verdict_2"]].to_dict("records"),
-            "rows": both[keys + ["effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2", "ci_low_2",
-                                 "ci_high_2", "verdict_2"]].to_dict("records")}
-
-
 def markdown(res: dict, smoke: bool) -> str:
     lines = [
         "# overtrain benchmarks",
@@ -468,24 +446,7 @@ def markdown(res: dict, smoke: bool) -> str:
         lines += ["", f"Length-grouped vs plain padded: **{p['grouped_vs_padded']:.1f}×**; vs random trimmed: "
                   f"**{p['grouped_vs_random']:.1f}×**.", ""]
     if "P7" in res:
-        p = res["P7"]
-        lines += [
-            "## P7 — verdicts at 1 and 2 threads per job (the default study, run twice)",
-            "",
-            f"{p['claims']} claims; verdicts that differ: **{len(p['differ'])}**.",
-            "",
-            "| claim | condition | 1 thread: effect [95% CI] | verdict | 2 threads: effect [95% CI] | verdict |",
-            "|---|---|---|---|---|---|",
-        ]
-
-        def cell(r, k):
-            if r[f"effect_{k}"] != r[f"effect_{k}"]:  # NaN: not measured
-                return "—"
-            return f"{r[f'effect_{k}']:.3g} [{r[f'ci_low_{k}']:.3g}, {r[f'ci_high_{k}']:.3g}]"
-
-        lines += [f"| {r['hypothesis']} | {r['condition'] if r['condition'] == r['condition'] else ''} | "
-                  f"{cell(r, 1)} | {r['verdict_1']} | {cell(r, 2)} | {r['verdict_2']} |" for r in p["rows"]]
-        lines.append("")
+        lines += verdicts.markdown(res["P7"])
     return "\n".join(lines)
 
 
@@ -516,7 +477,7 @@ def main() -> None:
     if "P6" in todo:
         res["P6"] = p6_padding(n_examples=64 if a.smoke else 512, steps=4 if a.smoke else 32)
     if "P7" in todo:
-        res["P7"] = p7_thread_robustness({1: Path(a.keep) if a.keep else None,
+        res["P7"] = verdicts.thread_robustness(snakemake, {1: Path(a.keep) if a.keep else None,
                                           2: Path(a.two_threads) if a.two_threads else None})
     out = Path(a.out)
     if a.merge and out.with_suffix(".json").exists():  # update some sections of an earlier full run

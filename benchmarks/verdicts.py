@@ -1,0 +1,56 @@
+"""Benchmark P7: are the default's verdicts the same at 1 and 2 threads per job?"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def thread_robustness(snakemake, dirs: dict[int, Path | None]) -> dict:
+    """The default's verdicts at compute.threads_per_job 1 and 2 (other float rounding, a stand-in
+    for another CPU): the claims whose verdict differs. `snakemake(workdir, configfile, *args)` runs
+    the workflow; `dirs` may name existing run directories (e.g. P1's kept run for 1 thread), which
+    are brought up to date instead of run afresh."""
+    import pandas as pd
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    runs = {}
+    for threads in (1, 2):
+        work = dirs.get(threads) or Path(tempfile.mkdtemp(prefix=f"overtrain-p7-t{threads}-"))
+        config["compute"]["threads_per_job"] = threads
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        r = snakemake(work, work / "config.yaml", "--cores", "2")
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr[-2000:])
+        runs[threads] = pd.read_csv(work / "results" / config["experiment"] / "tables" / "hypotheses.csv")
+    keys = ["model", "hypothesis", "condition"]
+    both = runs[1].merge(runs[2], on=keys, suffixes=("_1", "_2"))
+    differ = both[both["verdict_1"] != both["verdict_2"]]
+    return {"claims": len(both), "differ": differ[keys + ["verdict_1", "verdict_2"]].to_dict("records"),
+            "rows": both[keys + ["effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2", "ci_low_2",
+                                 "ci_high_2", "verdict_2"]].to_dict("records")}
+
+
+def markdown(p: dict) -> list[str]:
+    """The P7 section of benchmarks/results.md: every claim's verdict at 1 and 2 threads."""
+
+    def cell(r: dict, k: int) -> str:
+        if r[f"effect_{k}"] != r[f"effect_{k}"]:  # NaN: not measured
+            return "—"
+        return f"{r[f'effect_{k}']:.3g} [{r[f'ci_low_{k}']:.3g}, {r[f'ci_high_{k}']:.3g}]"
+
+    lines = [
+        "## P7 — verdicts at 1 and 2 threads per job (the default study, run twice)",
+        "",
+        f"{p['claims']} claims; verdicts that differ: **{len(p['differ'])}**.",
+        "",
+        "| claim | condition | 1 thread: effect [95% CI] | verdict | 2 threads: effect [95% CI] | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['hypothesis']} | {r['condition'] if r['condition'] == r['condition'] else ''} | "
+              f"{cell(r, 1)} | {r['verdict_1']} | {cell(r, 2)} | {r['verdict_2']} |" for r in p["rows"]]
+    return lines + [""]
