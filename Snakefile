@@ -21,16 +21,17 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in config["models"]),
     ckpt=r"[A-Za-z0-9_.-]+",
     task=r"[A-Za-z0-9_]+",
-    run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
+    run=r"(full|lora|llava)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
     pert=r"gauss-g[0-9.e+-]+-s[0-9]+|rtn-int[0-9]+",
     group=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?",
-    variant=r"base|ft-[A-Za-z0-9_]+-(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
+    variant=r"base|ft-[A-Za-z0-9_]+-(full|lora|llava)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
 
 
 include: "rules/corpus.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/multimodal.smk"
 include: "rules/connectivity.smk"
 include: "rules/judge.smk"
 include: "rules/aggregate.smk"

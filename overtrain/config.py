@@ -34,7 +34,7 @@ def fmt(x: float | int) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-RUN_PATTERN = r"(?P<method>full|lora)-lr(?P<lr>[0-9.e+-]+?)(?:-l2(?P<l2>[0-9.e+-]+?))?-s(?P<seed>[0-9]+)"
+RUN_PATTERN = r"(?P<method>full|lora|llava)-lr(?P<lr>[0-9.e+-]+?)(?:-l2(?P<l2>[0-9.e+-]+?))?-s(?P<seed>[0-9]+)"
 
 
 def run_id(lr: float, seed: int, method: str = "full", l2: float = 0.0) -> str:
@@ -46,7 +46,7 @@ def run_id(lr: float, seed: int, method: str = "full", l2: float = 0.0) -> str:
 def parse_run_id(run: str) -> dict:
     m = re.fullmatch(RUN_PATTERN, run)
     if not m:
-        raise ValueError(f"bad run id {run!r}; expected <full|lora>-lr<lr>[-l2<λ>]-s<seed>")
+        raise ValueError(f"bad run id {run!r}; expected <full|lora|llava>-lr<lr>[-l2<λ>]-s<seed>")
     return {
         "method": m["method"],
         "lr": float(m["lr"]),
@@ -98,27 +98,46 @@ def synthetic_tasks_used(config: dict) -> bool:
     return pretrain or "synth_ft" in config["finetune"]["tasks"] or any(t.startswith("synth_") for t in splits)
 
 
+# Fine-tuning tasks with images: fine-tuned by method llava only (overtrain.multimodal), and
+# method llava fine-tunes only these. synth_mm: pictures of the synthetic language
+# (overtrain.images); llava: the image-text data of multimodal.data (LLaVA conversations).
+MULTIMODAL_TASKS = {"synth_mm", "llava"}
+
+
+def is_multimodal(task: str) -> bool:
+    return task in MULTIMODAL_TASKS
+
+
+def methods_for(config: dict, task: str) -> list[str]:
+    """The configured methods that apply to a task: llava to multimodal tasks, the others to text."""
+    return [m for m in config["finetune"]["methods"] if (m == "llava") == is_multimodal(task)]
+
+
 def finetune_runs(config: dict) -> list[tuple[str, str]]:
     """(task, run) pairs fine-tuned from every checkpoint: the grid, plus the extra seeds that
-    connectivity needs at its learning rates."""
+    connectivity needs at its learning rates (text methods only: see connectivity_groups)."""
     ft, conn = config["finetune"], config["connectivity"]
     runs = [
         (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
-        for method in ft["methods"]
+        for method in methods_for(config, task)
         for lr in learning_rates(config, task)
-        for l2 in ft["l2"]
+        for l2 in (ft["l2"] if method != "llava" else [0.0])
         for seed in ft["seeds"]
     ]
-    runs += [
-        (task, run_id(lr, seed, method, l2))
-        for task in ft["tasks"]
-        for method in ft["methods"]
-        for lr in conn["learning_rates"]
-        for l2 in ft["l2"]
-        for seed in conn["seeds"]
-    ]
+    runs += [(task, run_id(lr, seed, method, l2)) for task, group, seeds in connectivity_groups(config)
+             for seed in seeds for method, lr, l2 in [_group_parts(group)]]
     return list(dict.fromkeys(runs))
+
+
+def _group_parts(group: str) -> tuple[str, float, float]:
+    run = parse_run_id(group + "-s0")
+    return run["method"], run["lr"], run["l2"]
+
+
+def multimodal_runs(config: dict) -> list[tuple[str, str]]:
+    """(task, run) of the LLaVA fine-tunes: their image-conditioned evaluations."""
+    return [(task, run) for task, run in finetune_runs(config) if run.startswith("llava-")]
 
 
 def parse_variant(variant: str) -> dict:
@@ -137,7 +156,7 @@ def judged_variants(config: dict) -> list[str]:
     """Variants whose responses are judged (evaluate.judge): the base checkpoint and every fine-tune."""
     if not config["evaluate"]["judge"]["enabled"]:
         return []
-    return ["base"] + [f"ft-{task}-{run}" for task, run in finetune_runs(config)]
+    return ["base"] + [f"ft-{task}-{run}" for task, run in finetune_runs(config) if not run.startswith("llava-")]
 
 
 def learning_rates(config: dict, task: str) -> list[float]:
@@ -152,14 +171,16 @@ def group_id(lr: float, method: str = "full", l2: float = 0.0) -> str:
 
 
 def connectivity_groups(config: dict) -> list[tuple[str, str, list[int]]]:
-    """(task, group, seeds) of every connectivity job per checkpoint."""
+    """(task, group, seeds) of every connectivity job per checkpoint (text fine-tunes: a LLaVA
+    fine-tune's projector is not on the language models' path)."""
     ft, conn = config["finetune"], config["connectivity"]
     if len(conn["seeds"]) < 2:
         return []
     return [
         (task, group_id(lr, method, l2), sorted(conn["seeds"]))
         for task in ft["tasks"]
-        for method in ft["methods"]
+        for method in methods_for(config, task)
+        if method != "llava"
         for lr in conn["learning_rates"]
         for l2 in ft["l2"]
     ]
@@ -176,6 +197,8 @@ def own_eval_tasks(task: str, spec: dict | None, prompt_variants: bool) -> dict[
     is what is reported. synth_ft: the corpus's validation text, held-out text and MC items;
     any other task: response loss on its val and test splits, and for classification the
     multiple-choice accuracy on its test split (in each prompt format)."""
+    if is_multimodal(task):  # image-conditioned: scored by overtrain.multimodal, not lm-eval
+        return {}
     if task == "synth_ft":
         out = {"synth_ft_val_ppl": "val", "synth_ft_ppl": "id", "synth_ft_mc": "id"}
         mc = "synth_ft_mc"
@@ -228,6 +251,8 @@ def eval_splits(config: dict, specs: dict | None = None, ft_task: str | None = N
 
 def own_val_task(task: str) -> str:
     """The evaluation task that chooses a fine-tuning task's learning rate (select task: own)."""
+    if is_multimodal(task):
+        return f"{task}_val"
     return "synth_ft_val_ppl" if task == "synth_ft" else f"ft_{task}_val"
 
 
@@ -262,13 +287,25 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
                         f"{key}.checkpoints.{ckpt}.path: directory {c['path']!r} does not exist"
                     )
     ft = config["finetune"]
-    allowed = {"synth_ft"} | set(known_ft_tasks) | set(ft["datasets"])
+    allowed = {"synth_ft"} | MULTIMODAL_TASKS | set(known_ft_tasks) | set(ft["datasets"])
     for i, task in enumerate(ft["tasks"]):
         if task not in allowed:
             raise ConfigError(
                 f"finetune.tasks[{i}]: unknown task {task!r}; allowed: {sorted(allowed)} "
                 "(or define it under finetune.datasets)"
             )
+    for i, task in enumerate(ft["tasks"]):
+        if not methods_for(config, task):
+            raise ConfigError(
+                f"finetune.tasks[{i}]: no method in finetune.methods {ft['methods']} applies to {task!r}; "
+                + ("a multimodal task is fine-tuned by method llava" if is_multimodal(task)
+                   else "method llava fine-tunes multimodal tasks only (synth_mm, llava); add full or lora")
+            )
+    if "llava" in ft["tasks"] and not {"captions", "instruct"} <= set((config.get("multimodal") or {}).get("data") or {}):
+        raise ConfigError("multimodal.data: task llava needs its captions (stage 1) and instruct (stage 2) sources, "
+                          "each {repo, revision, split, n} or {path, n}")
+    if "llava" in ft["methods"] and config["compute"]["processes_per_job"] > 1:
+        raise ConfigError("compute.processes_per_job: LLaVA fine-tunes run in one process; set 1")
     for task in ft["learning_rates_by_task"]:
         if task not in ft["tasks"]:
             raise ConfigError(f"finetune.learning_rates_by_task.{task}: not one of finetune.tasks {ft['tasks']}")

@@ -108,6 +108,11 @@ def _row(hypothesis: str, source: str, condition: str, statistic: str, result: d
             "verdict": verdict(result["ci_low"], result["ci_high"], result["n_seeds"])}
 
 
+def _prefix(method: str) -> str:
+    """How a condition names the fine-tuning method: nothing for full fine-tuning."""
+    return "" if method == "full" else f"{method}, "
+
+
 def _not_measured(hypothesis: str, source: str, why: str) -> dict:
     return _row(hypothesis, source, f"not measured: {why}", "",
                 {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0})
@@ -147,9 +152,12 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     pt = _pretrain_loss(m)
     noisy = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "gaussian")]
     quant = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "rtn")]
-    ft = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0) & (pt["ft_method"].fillna("full") == "full")]
+    tuned_by = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
+    method = tuned_by["ft_method"].fillna("full")
+    # full fine-tunes, and LLaVA ones (the same claims after multimodal tuning: Springer §3.4.2)
+    by_method = {mth: tuned_by[method == mth] for mth in ("full", "llava") if (method == mth).any()}
+    ft = by_method.get("full", tuned_by.iloc[0:0])
     gammas = sorted(noisy["gamma"].dropna().unique())
-    lrs = sorted(ft["lr"].dropna().unique())
 
     # progressive sensitivity
     h = "progressive sensitivity to Gaussian noise"
@@ -180,17 +188,21 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     else:
         out.append(_not_measured(h, SPRINGER + " §3.3", "fewer than two γ"))
     h = "interior T* of the pretraining loss after fine-tuning at a fixed learning rate"
-    for lr in lrs:
-        out.append(_row(h, SPRINGER + " §3.4.1", f"lr={lr:g}", "better end − best interior budget (nats)",
-                        judge([ft[ft["lr"] == lr]], u_depth, n_boot)))
-    if not lrs:
+    for mth, rows in by_method.items():
+        lrs = sorted(rows["lr"].dropna().unique())
+        for lr in lrs:
+            out.append(_row(h, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
+                            judge([rows[rows["lr"] == lr]], u_depth, n_boot)))
+        h2 = "larger learning rate → earlier T*"
+        if len(lrs) >= 2:
+            out.append(_row(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
+                            "log2 T*(small lr) − log2 T*(large lr)",
+                            judge([rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, n_boot)))
+        else:
+            out.append(_not_measured(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}fewer than two learning rates"))
+    if not by_method:
         out.append(_not_measured(h, SPRINGER + " §3.4.1", "no fine-tune evaluated on held-out pretraining text"))
-    h = "larger learning rate → earlier T*"
-    if len(lrs) >= 2:
-        out.append(_row(h, SPRINGER + " §3.4.1", f"lr={lrs[0]:g} vs {lrs[-1]:g}", "log2 T*(small lr) − log2 T*(large lr)",
-                        judge([ft[ft["lr"] == lrs[0]], ft[ft["lr"] == lrs[-1]]], earlier, n_boot)))
-    else:
-        out.append(_not_measured(h, SPRINGER + " §3.4.1", "fewer than two learning rates"))
+        out.append(_not_measured("larger learning rate → earlier T*", SPRINGER + " §3.4.1", "fewer than two learning rates"))
 
     # the headline: the tuned-rate in-distribution metric degrades past T*
     h = "the in-distribution metric at the tuned learning rate degrades past T*"
@@ -201,7 +213,8 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     ident = ident[~ident["eval_task"].isin({f for t in set(ident["eval_task"]) for f in prompt_formats(t)[1:]})]
     for (task, metric), g in ident.groupby(["eval_task", "metric"]):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
-        out.append(_row(h, SPRINGER + " §2, §3.4.2", f"{task} ({metric})",
+        mth = g["ft_method"].fillna("full").iloc[0]
+        out.append(_row(h, SPRINGER + " §2, §3.4.2", f"{_prefix(mth)}{task} ({metric})",
                         "largest budget − best earlier budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
     if ident.empty:
         out.append(_not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task"))
@@ -227,11 +240,14 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
 
     # Amuro & Char: forgetting and prompt sensitivity
     h = "forgetting grows with pretraining tokens"
-    forget = m[(m["metric"] == "forgetting_loss") & (m["split"] == "pretrain") & (m["l2"].fillna(0) == 0)
-               & (m["ft_method"].fillna("full") == "full")]
-    for lr in sorted(forget["lr"].dropna().unique()):
-        out.append(_row(h, AMURO, f"lr={lr:g}", "slope of the pretraining-loss increase after fine-tuning per doubling",
-                        judge([forget[forget["lr"] == lr]], slope, n_boot)))
+    forget = m[(m["metric"] == "forgetting_loss") & (m["split"] == "pretrain") & (m["l2"].fillna(0) == 0)]
+    forget_method = forget["ft_method"].fillna("full")
+    for mth in ("full", "llava"):
+        rows = forget[forget_method == mth]
+        for lr in sorted(rows["lr"].dropna().unique()):
+            out.append(_row(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
+                            "slope of the pretraining-loss increase after fine-tuning per doubling",
+                            judge([rows[rows["lr"] == lr]], slope, n_boot)))
     if forget.empty:
         out.append(_not_measured(h, AMURO, "no held-out pretraining loss after fine-tuning"))
     spread = m[m["metric"] == "prompt_spread_acc"]
@@ -264,10 +280,11 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     # learning jumps at epoch boundaries
     h = "training loss drops at epoch boundaries (learning jumps)"
     jumps = m[(m["split"] == "ft_train") & (m["metric"] == "epoch1_loss_excess")]
-    for lr in sorted(jumps["lr"].dropna().unique()):
-        out.append(_row(h, "fast.ai (Howard & Whitaker 2023)", f"lr={lr:g}, epoch 1→2",
+    jump_method = jumps["ft_method"].fillna("full")
+    for (mth, lr), g in jumps.assign(_m=jump_method).groupby(["_m", "lr"]):
+        out.append(_row(h, "fast.ai (Howard & Whitaker 2023)", f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
                         "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
-                        judge([jumps[jumps["lr"] == lr]], lambda x, y: float(np.mean(y)), n_boot)))
+                        judge([g.drop(columns="_m")], lambda x, y: float(np.mean(y)), n_boot)))
     if jumps.empty:
         out.append(_not_measured(h, "fast.ai (Howard & Whitaker 2023)", "no fine-tune crosses an epoch boundary"))
     return [{"model": model, **r} for r in out]

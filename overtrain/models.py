@@ -78,10 +78,12 @@ def save_model(
     meta: dict,
     extra_files: dict[str, str] | None = None,
     state_dict: dict | None = None,
+    extra_tensors: dict[str, dict] | None = None,
 ) -> None:
     """Save model (safetensors) + tokenizer + meta.json (+ text files) into `out_dir`, atomically.
 
-    `state_dict` replaces the model's own tensors (a gathered FSDP state, or a dtype-cast copy).
+    `state_dict` replaces the model's own tensors (a gathered FSDP state, or a dtype-cast copy);
+    `extra_tensors` are further safetensors files beside it (a LLaVA projector).
     meta.json records each weight file's sha256, size and time (checked by every later load);
     a save that would not fit on the disk is refused before it starts.
     """
@@ -93,6 +95,10 @@ def save_model(
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+        for name, tensors in (extra_tensors or {}).items():
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(tmp / name))
         weights = integrity.record(tmp)
         atomic_write_json(tmp / "meta.json", {**meta, "weights": weights, "versions": package_versions()})
         for name, text in (extra_files or {}).items():

@@ -27,7 +27,8 @@ KNOWN_PARAMETERS = {
 }
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 MODEL_RULES = ("pretrain", "pretrain_stable", "finetune", "evaluate_checkpoint", "evaluate_finetuned",
-               "connectivity", "generate", "judge", "judge_reference")
+               "connectivity", "generate", "judge", "judge_reference", "align_projector", "finetune_llava",
+               "evaluate_multimodal")
 
 
 def job_counts(configfile: str, snakefile: Path, workdir: str | None = None) -> dict[str, int]:
@@ -139,6 +140,24 @@ def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
         rows["finetune"]["flops"] += 6 * n_model * steps_tokens * rows["finetune"]["jobs"]
         saved = n_model * (4 if "full" in ft["methods"] else 0.02)  # float32 fine-tunes; LoRA adapters
         rows["finetune"]["disk_bytes"] += saved * rows["finetune"]["jobs"]
+    # LLaVA: both stages back-propagate through the language model (an upper bound for stage 1),
+    # sequences as long as max_length; the evaluation scores its sets once (4 choices for mc)
+    mm = config.get("multimodal", {})
+    if "align_projector" in rows:
+        stage1 = mm["stage1"]["steps"] * mm["stage1"]["batch_size"] * max_len
+        rows["align_projector"]["flops"] += 6 * n_model * stage1 * rows["align_projector"]["jobs"]
+    if "finetune_llava" in rows:  # its examples are the visual instructions
+        data = mm.get("data") or {}
+        n_instruct = data["instruct"]["n"] if "instruct" in data else mm["n"]["instruct"]
+        llava_tokens = (ft["steps"] * ft["batch_size"] if ft["steps"] else ft["epochs"] * n_instruct) * max_len
+        rows["finetune_llava"]["flops"] += 6 * n_model * llava_tokens * rows["finetune_llava"]["jobs"]
+        rows["finetune_llava"]["disk_bytes"] += 4 * n_model * rows["finetune_llava"]["jobs"]
+    if "evaluate_multimodal" in rows:
+        data = mm.get("data") or {}
+        n_rows = (data["n_val"] + data["n_test"] if "instruct" in data
+                  else sum(mm["n"][k] for k in ("val", "test", "transcribe")) + 4 * mm["n"]["mc"])
+        n_rows += len(mm["benchmarks"]) * (ev["limit"] or 1000)
+        rows["evaluate_multimodal"]["flops"] += 2 * n_model * n_rows * max_len * rows["evaluate_multimodal"]["jobs"]
     # evaluation: per evaluated variant, eval_tokens tokens through the model
     if eval_tokens is None:  # the synthetic tasks' size is known: limit documents of seq_len tokens
         if synthetic:

@@ -57,9 +57,12 @@ def _save(fig, paths: list[str | Path]) -> None:
 
 
 def _band(ax, rows: pd.DataFrame, label: str, style: str = "-o", color=None, value: str = "value") -> None:
-    """One line: the mean over replicates vs tokens, with its 95% bootstrap band."""
+    """One line: the mean over replicates vs tokens, with its 95% bootstrap band (none for no rows:
+    a LLaVA task has no base-checkpoint row, for instance)."""
+    if rows.empty:
+        return
     s = summarize(rows, ["tokens"], value)
-    s = s[np.isfinite(s["mean"])]
+    s = s[np.isfinite(s["mean"].astype(float))]
     if s.empty:
         return
     (line,) = ax.plot(s["tokens"], s["mean"], style, label=label, ms=4, **({"color": color} if color else {}))

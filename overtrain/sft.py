@@ -47,6 +47,7 @@ class Encoded:
     truncated: int = 0  # prompts cut from the left
     dropped: int = 0  # examples whose response alone does not fit
     stats: dict = field(default_factory=dict)
+    kept: list[int] = field(default_factory=list)  # the input examples these are, in order
 
     @property
     def lengths(self) -> list[int]:
@@ -62,8 +63,8 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]], max_len: int) ->
     doubled.
     """
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids_list, label_list, truncated, dropped = [], [], 0, 0
-    for prompt, completion in examples:
+    ids_list, label_list, kept, truncated, dropped = [], [], [], 0, 0
+    for index, (prompt, completion) in enumerate(examples):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         c = tokenizer(completion, add_special_tokens=False)["input_ids"]
         if bos and p[:1] == bos:
@@ -77,13 +78,14 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]], max_len: int) ->
             truncated += 1
         ids_list.append(bos + p + c)
         label_list.append([IGNORE] * (len(bos) + len(p)) + c)
+        kept.append(index)
     if not ids_list:
         raise ValueError(
             f"no fine-tuning example fits max_length={max_len} tokens ({dropped} responses are longer); "
             "raise finetune.max_length"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return Encoded(ids_list, label_list, pad, truncated, dropped)
+    return Encoded(ids_list, label_list, pad, truncated, dropped, kept=kept)
 
 
 def finetune_steps(n_examples: int, batch_size: int, steps: int | None, epochs: float | None) -> int:

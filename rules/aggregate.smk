@@ -90,19 +90,37 @@ rule findings:
         "../scripts/findings.py"
 
 
+# what `publish` copies: the default's findings and headline figure to docs/, another
+# experiment's findings and its fine-tuning figures to docs/<experiment>/
+PUBLISHED = (
+    {"findings.md": "findings.md", "headline.png": "figures/noise_pretrain_loss.png"}
+    if config["experiment"] == "default"
+    else {
+        "findings.md": "findings.md",
+        "finetune_task_metric.png": "figures/finetune_task_metric.png",
+        "finetune_pretrain_loss.png": "figures/finetune_pretrain_loss.png",
+    }
+)
+PUBLISH_DIR = (
+    "docs" if config["experiment"] == "default" else f"docs/{config['experiment']}"
+)
+
+
 rule publish:
-    """`snakemake --cores all publish`: the run's findings and headline figure into docs/, which
-    the README links (nothing there is typed by hand)."""
+    """`snakemake --cores all publish`: the run's findings and figures into docs/, which the
+    README links (nothing there is typed by hand)."""
     input:
-        findings=f"{R}/findings.md",
-        headline=f"{R}/figures/noise_pretrain_loss.png",
+        [f"{R}/{source}" for source in PUBLISHED.values()],
     output:
-        findings="docs/findings.md",
-        headline="docs/headline.png",
+        [f"{PUBLISH_DIR}/{name}" for name in PUBLISHED],
     log:
         f"{LOGS}/publish.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
+    params:
+        pairs=" ".join(
+            f"{R}/{source}={PUBLISH_DIR}/{name}" for name, source in PUBLISHED.items()
+        ),
     shell:
-        "cp {input.findings} {output.findings} && cp {input.headline} {output.headline} 2> {log}"
+        "for pair in {params.pairs}; do cp ${{pair%%=*}} ${{pair#*=}}; done 2> {log}"

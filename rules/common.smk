@@ -113,7 +113,11 @@ CORPUS_EVAL_DATA = (
     if any(t.startswith("synth_") for t in SPLITS)
     else {}
 )
-REAL_FT_TASKS = [t for t in config["finetune"]["tasks"] if t != "synth_ft"]
+REAL_FT_TASKS = [
+    t
+    for t in config["finetune"]["tasks"]
+    if t != "synth_ft" and not grid.is_multimodal(t)
+]
 
 
 def eval_data(wildcards):
@@ -145,6 +149,22 @@ def model_setting(key, default=None):
     return lambda w: config["models"][w.model].get(key, default)
 
 
+MM = config["multimodal"]
+MM_DIR = f"{R}/multimodal"
+
+
+def multimodal_data_inputs(wildcards):
+    """synth_mm draws its pictures from the language; llava reads multimodal.data."""
+    return {"language": CORPUS["language"]} if wildcards.task == "synth_mm" else {}
+
+
+def llava_max_len(w):
+    """Tokens of a LLaVA sequence (image positions included): the model's context."""
+    if config["models"][w.model]["source"] == "pretrain":
+        return SEQ_LEN
+    return config["finetune"]["max_length"]
+
+
 def eval_max_length(w):
     """Our tiny models know seq_len tokens; other models use their own context length."""
     return SEQ_LEN if config["models"][w.model]["source"] == "pretrain" else None
@@ -162,6 +182,9 @@ def eval_files():
         out.append(f"{d}/base.json")
         out += [f"{d}/ft-{task}-{run}.json" for task, run in grid.finetune_runs(config)]
         out += [f"{d}/{pert}.json" for pert in grid.perturbations(config)]
+        out += [
+            f"{d}/mm-{task}-{run}.json" for task, run in grid.multimodal_runs(config)
+        ]
     return out
 
 

@@ -35,6 +35,8 @@ rule finetune:
         f"{LOGS}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.log",
     benchmark:
         f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
+    wildcard_constraints:
+        run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
     conda:
         "../envs/torch.yaml"
     threads: THREADS * PROCESSES

@@ -77,7 +77,7 @@ def test_every_rule_has_an_existing_conda_env():
     found = 0
     for smk in rules:
         text = smk.read_text()
-        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        n_rules = len(re.findall(r"^\s*rule \w+:", text, re.M))  # rules in an if/else are indented
         envs = re.findall(r'conda:\n\s+"\.\./(envs/[\w.-]+\.yaml)"', text)
         assert len(envs) == n_rules, f"{smk.name}: {n_rules} rules, {len(envs)} conda envs"
         for e in envs:

@@ -1,0 +1,18 @@
+from _job import model_job, start
+
+start(snakemake)
+
+from overtrain import corpus, vision  # noqa: E402
+
+p = snakemake.params
+model_job(snakemake)
+spec = {k: v for k, v in p.vision.items() if k != "source"}  # VisionSpec has the defaults
+meta = vision.train_vision_encoder(
+    corpus.load_language(snakemake.input.language),
+    snakemake.output[0],
+    vision.VisionSpec(**spec, threads=p.threads),
+    cells=p.images["cells"],
+    cell=p.images["cell"],
+    noise=p.images["noise"],
+    glyph_seed=p.images["seed"],
+)
