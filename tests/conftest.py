@@ -14,6 +14,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 MICRO = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+# The micro study's spine (corpus → pretraining → fine-tuning → evaluation → tables): one
+# pretraining seed, no perturbations, connectivity or theory. The end-to-end fault tests (cold
+# interpreters, SLURM, a full disk, two runs at once) run this, since each job start costs seconds.
+LEAN = {
+    **MICRO,
+    "experiment": "lean",
+    "models": {"tiny": {**MICRO["models"]["tiny"], "seeds": [0]}},
+    "perturb": {"gaussian": {"gammas": []}, "quantize": {"bits": []}},
+    "connectivity": {"learning_rates": []},
+    "theory": {"enabled": False},
+}
 
 
 def write_config(path: Path, cfg: dict) -> Path:
@@ -91,6 +102,17 @@ def micro_run(tmp_path_factory):
     """The micro study run once (jobs in warm processes); (workdir, configfile)."""
     work = tmp_path_factory.mktemp("micro")
     cfg = write_config(work / "micro.yaml", MICRO)
+    r = snakemake(work, cfg, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (work / "snakemake.out").write_text(r.stdout + r.stderr)
+    return work, cfg
+
+
+@pytest.fixture(scope="session")
+def lean_run(tmp_path_factory):
+    """The lean study run once (jobs in warm processes); (workdir, configfile)."""
+    work = tmp_path_factory.mktemp("lean")
+    cfg = write_config(work / "lean.yaml", LEAN)
     r = snakemake(work, cfg, "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (work / "snakemake.out").write_text(r.stdout + r.stderr)

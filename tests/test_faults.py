@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import MICRO, REPO, snakemake, write_config
+from conftest import LEAN, REPO, snakemake, write_config
 from overtrain import checkpoints, integrity, models
 from test_hub import REPO_ID, REVISIONS, fill_cache, hf_home  # noqa: F401
 
@@ -124,11 +124,11 @@ def test_a_corrupted_cache_blob_is_refused(hf_home, tmp_path):  # noqa: F811
 
 
 @pytest.mark.e2e
-def test_two_runs_at_once(tmp_path, micro_run):
+def test_two_runs_at_once(tmp_path, lean_run):
     """Same experiment twice: the second is refused. Two experiments in one directory at the
     same time: both complete, each equal to a run alone."""
-    a = write_config(tmp_path / "a.yaml", MICRO)
-    b = write_config(tmp_path / "b.yaml", {**MICRO, "experiment": "micro_b"})
+    a = write_config(tmp_path / "a.yaml", LEAN)
+    b = write_config(tmp_path / "b.yaml", {**LEAN, "experiment": "lean_b"})
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--cores", "1", "--configfile"]
     first = subprocess.Popen(cmd + [str(a)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -139,30 +139,30 @@ def test_two_runs_at_once(tmp_path, micro_run):
     out_a, out_b = first.communicate(timeout=900)[0], other.communicate(timeout=900)[0]
     assert first.returncode == 0, out_a[-3000:]
     assert other.returncode == 0, out_b[-3000:]
-    alone = (micro_run[0] / "results/micro/tables/metrics.csv").read_bytes()
-    assert (tmp_path / "results/micro/tables/metrics.csv").read_bytes() == alone
-    both = pd.read_csv(tmp_path / "results/micro_b/tables/metrics.csv")
-    assert both.drop(columns=[]).equals(pd.read_csv(micro_run[0] / "results/micro/tables/metrics.csv"))
+    alone = (lean_run[0] / "results/lean/tables/metrics.csv").read_bytes()
+    assert (tmp_path / "results/lean/tables/metrics.csv").read_bytes() == alone
+    both = pd.read_csv(tmp_path / "results/lean_b/tables/metrics.csv")
+    assert both.equals(pd.read_csv(lean_run[0] / "results/lean/tables/metrics.csv"))
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root; CI runs as root)")
-def test_a_disk_that_fills_up_mid_run_then_the_rerun_equals_a_clean_run(tmp_path, micro_run):
+def test_a_disk_that_fills_up_mid_run_then_the_rerun_equals_a_clean_run(tmp_path, lean_run):
     work = tmp_path / "small"
     work.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1400k", "tmpfs", str(work)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1150k", "tmpfs", str(work)], check=True)
     try:
-        cfg = write_config(work / "micro.yaml", MICRO)
+        cfg = write_config(work / "lean.yaml", LEAN)
         full = snakemake(work, cfg, "--cores", "2")
         assert full.returncode != 0
         said = full.stdout + full.stderr
         # refused before writing (the save's size against the free space), or a write that failed
         assert "free; free space" in said or "No space left on device" in said, said[-3000:]
-        assert not (work / "results/micro/tables/metrics.csv").exists()
+        assert not (work / "results/lean/tables/metrics.csv").exists()
         subprocess.run(["mount", "-o", "remount,size=64m", str(work)], check=True)  # space freed
         again = snakemake(work, cfg, "--cores", "2")
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-        clean = (micro_run[0] / "results/micro/tables/metrics.csv").read_bytes()
-        assert (work / "results/micro/tables/metrics.csv").read_bytes() == clean
+        clean = (lean_run[0] / "results/lean/tables/metrics.csv").read_bytes()
+        assert (work / "results/lean/tables/metrics.csv").read_bytes() == clean
     finally:
         subprocess.run(["umount", "-l", str(work)], check=False)

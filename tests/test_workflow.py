@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import MICRO, snakemake, write_config
+from conftest import LEAN, MICRO, snakemake, write_config
 from overtrain.analysis import METRIC_COLUMNS
 
 
@@ -129,17 +129,17 @@ def test_every_long_job_logs_progress(micro_run):
             assert re.search(pattern, f.read_text()), f"{f} has no progress line like {pattern!r}"
 
 
-def test_rerun_from_scratch_is_byte_identical(micro_run, tmp_path):
+def test_rerun_from_scratch_is_byte_identical(lean_run, tmp_path):
     """A second run from scratch, each job in a fresh interpreter (compute.warm_jobs off), gives
     the same bytes as the first, whose jobs ran in warm processes."""
-    work, _ = micro_run
+    work, _ = lean_run
     assert "Jobs start in warm processes" in (work / "snakemake.out").read_text()
-    cold = write_config(tmp_path / "cold.yaml", merge(MICRO, {"compute": {"warm_jobs": False}}))
+    cold = write_config(tmp_path / "cold.yaml", merge(LEAN, {"compute": {"warm_jobs": False}}))
     r = snakemake(tmp_path, cold, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "warm processes" not in r.stdout + r.stderr
-    a = (work / "results/micro/tables/metrics.csv").read_bytes()
-    b = (tmp_path / "results/micro/tables/metrics.csv").read_bytes()
+    a = (work / "results/lean/tables/metrics.csv").read_bytes()
+    b = (tmp_path / "results/lean/tables/metrics.csv").read_bytes()
     assert a == b
 
 
