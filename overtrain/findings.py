@@ -43,6 +43,11 @@ def verdict_table(hypotheses: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _margins(hypotheses: pd.DataFrame) -> str:
+    values = sorted({float(v) for v in hypotheses["min_effect"].dropna() if v > 0})
+    return ", ".join(f"{v:g} nats or accuracy" for v in values) or "0"
+
+
 def render(*, experiment: str, command: str, code: str, replicates: int, hypotheses: pd.DataFrame,
            pretrain_loss: pd.DataFrame, best_lr: pd.DataFrame, inflection: pd.DataFrame) -> str:
     """The findings page."""
@@ -67,8 +72,11 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
         "## The seed papers' claims",
         "",
         "Verdict rule: **supported** if the 95% interval of the effect (signed so that > 0 is what the paper "
-        "claims) lies above 0, **not supported** if it lies at or below 0, **inconclusive** otherwise (or with fewer "
-        "than 2 replicates, or when the study did not measure it).",
+        "claims) lies above δ, **not supported** if it lies at or below −δ, **inconclusive** otherwise (or with fewer "
+        "than 2 replicates, or when the study did not measure it). δ is the smallest effect a verdict counts "
+        f"(`analysis.min_effect`: {_margins(hypotheses)}; 0 for claims on T*'s location, which moves in whole "
+        "budgets). With three replicates the interval of a mean is the range of the replicates' own values: "
+        "read a firm verdict as 'every replicate shows it, by more than δ'.",
         "",
     ]
     rows = [[h["hypothesis"], h["condition"], _ci(h["effect"], h["ci_low"], h["ci_high"], h["n_seeds"]),

@@ -6,9 +6,13 @@ signed so that a positive effect is what the paper claims. The replicates are re
 replacement (the same resample for every curve of a claim) and the statistic recomputed on the
 mean curves; the interval is the central 95% of the resamples.
 
-Verdict: supported if the interval lies above 0; not supported if it lies at or below 0;
-inconclusive if it contains 0, or with fewer than 2 replicates, or when the study did not
-measure what the claim needs. pandas and numpy only.
+Verdict: supported if the interval lies above +δ; not supported if it lies at or below −δ;
+inconclusive otherwise, with fewer than 2 replicates, or when the study did not measure what the
+claim needs. δ (`analysis.min_effect`, in nats or accuracy; 0 for T*'s location, which moves in
+whole budgets) is the smallest effect a verdict counts. Why a margin: with three replicates the
+percentile interval of a mean is the range of the replicates' own statistics, so without one a
+claim that every seed shows by a hair is "supported" on one CPU and "inconclusive" on the next,
+whose float rounding moves one seed across 0. pandas and numpy only.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ import pandas as pd
 
 from overtrain.intervals import N_BOOT, interval, replicate_ids
 
-COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "n_seeds", "verdict", "statistic"]
+COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "min_effect", "n_seeds", "verdict",
+           "statistic"]
+MIN_EFFECT = 0.01  # nats or accuracy: 1% perplexity, one accuracy point
 SPRINGER = "Springer et al. 2025"
 AMURO = "Amuro & Char (Sun & Dredze 2024)"
 
 
-def verdict(ci_low: float, ci_high: float, n: int) -> str:
+def verdict(ci_low: float, ci_high: float, n: int, min_effect: float = 0.0) -> str:
     if n < 2 or not np.isfinite(ci_low) or not np.isfinite(ci_high):
         return "inconclusive"
-    if ci_low > 0:
+    if ci_low > min_effect:
         return "supported"
-    if ci_high <= 0:
+    if ci_high <= -min_effect:
         return "not supported"
     return "inconclusive"
 
@@ -103,9 +109,11 @@ def mean_gap(x, y_a, y_b) -> float:
 
 # the claims -----------------------------------------------------------------------------------
 
-def _row(hypothesis: str, source: str, condition: str, statistic: str, result: dict) -> dict:
+def _verdict_row(hypothesis: str, source: str, condition: str, statistic: str, result: dict,
+                 min_effect: float) -> dict:
     return {"hypothesis": hypothesis, "source": source, "condition": condition, "statistic": statistic, **result,
-            "verdict": verdict(result["ci_low"], result["ci_high"], result["n_seeds"])}
+            "min_effect": min_effect,
+            "verdict": verdict(result["ci_low"], result["ci_high"], result["n_seeds"], min_effect)}
 
 
 def _prefix(method: str) -> str:
@@ -114,8 +122,8 @@ def _prefix(method: str) -> str:
 
 
 def _not_measured(hypothesis: str, source: str, why: str) -> dict:
-    return _row(hypothesis, source, f"not measured: {why}", "",
-                {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0})
+    return _verdict_row(hypothesis, source, f"not measured: {why}", "",
+                {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}, np.nan)
 
 
 def _increase(df: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -138,16 +146,23 @@ def _tuned(df: pd.DataFrame, best: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def claims(df: pd.DataFrame, best: pd.DataFrame | None = None, barriers: pd.DataFrame | None = None,
-           n_boot: int = N_BOOT) -> pd.DataFrame:
+           n_boot: int = N_BOOT, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
     """Every claim on every model of the study: one row per claim and condition."""
     rows = []
     for model, m in df.groupby("model"):
         rows += _model_claims(m, None if best is None else best[best["model"] == model],
-                              None if barriers is None else barriers[barriers["model"] == model], n_boot, model)
+                              None if barriers is None else barriers[barriers["model"] == model], n_boot, model,
+                              min_effect)
     return pd.DataFrame(rows, columns=["model"] + COLUMNS)
 
 
-def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> list[dict]:
+def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_effect: float) -> list[dict]:
+    def row(*args):  # nats or accuracy: the margin applies
+        return _verdict_row(*args, min_effect)
+
+    def order_row(*args):  # T*'s location moves in whole budgets: any shift counts
+        return _verdict_row(*args, 0.0)
+
     out = []
     pt = _pretrain_loss(m)
     noisy = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "gaussian")]
@@ -162,13 +177,13 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     # progressive sensitivity
     h = "progressive sensitivity to Gaussian noise"
     for g in gammas:
-        out.append(_row(h, SPRINGER + " §3.3", f"γ={g:g}", "slope of the pretraining-loss increase per doubling of tokens",
+        out.append(row(h, SPRINGER + " §3.3", f"γ={g:g}", "slope of the pretraining-loss increase per doubling of tokens",
                         judge([_increase(m, noisy[noisy["gamma"] == g])], slope, n_boot)))
     if not gammas:
         out.append(_not_measured(h, SPRINGER + " §3.3", "no Gaussian noise on held-out pretraining text"))
     h = "progressive sensitivity to quantization"
     for bits in sorted(quant["bits"].dropna().unique()):
-        out.append(_row(h, SPRINGER + " §3.3 (Kumar et al. 2024)", f"RTN int{int(bits)}",
+        out.append(row(h, SPRINGER + " §3.3 (Kumar et al. 2024)", f"RTN int{int(bits)}",
                         "slope of the pretraining-loss increase per doubling of tokens",
                         judge([_increase(m, quant[quant["bits"] == bits])], slope, n_boot)))
     if quant.empty:
@@ -177,13 +192,13 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     # inflection points
     h = "interior T* of the pretraining loss under Gaussian noise"
     for g in gammas:
-        out.append(_row(h, SPRINGER + " §3.3", f"γ={g:g}", "better end − best interior budget (nats)",
+        out.append(row(h, SPRINGER + " §3.3", f"γ={g:g}", "better end − best interior budget (nats)",
                         judge([noisy[noisy["gamma"] == g]], u_depth, n_boot)))
     if not gammas:
         out.append(_not_measured(h, SPRINGER + " §3.3", "no Gaussian noise"))
     h = "larger γ → earlier T*"
     if len(gammas) >= 2:
-        out.append(_row(h, SPRINGER + " §3.3", f"γ={gammas[0]:g} vs {gammas[-1]:g}", "log2 T*(small γ) − log2 T*(large γ)",
+        out.append(order_row(h, SPRINGER + " §3.3", f"γ={gammas[0]:g} vs {gammas[-1]:g}", "log2 T*(small γ) − log2 T*(large γ)",
                         judge([noisy[noisy["gamma"] == gammas[0]], noisy[noisy["gamma"] == gammas[-1]]], earlier, n_boot)))
     else:
         out.append(_not_measured(h, SPRINGER + " §3.3", "fewer than two γ"))
@@ -191,11 +206,11 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     for mth, rows in by_method.items():
         lrs = sorted(rows["lr"].dropna().unique())
         for lr in lrs:
-            out.append(_row(h, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
+            out.append(row(h, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
                             judge([rows[rows["lr"] == lr]], u_depth, n_boot)))
         h2 = "larger learning rate → earlier T*"
         if len(lrs) >= 2:
-            out.append(_row(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
+            out.append(order_row(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
                             "log2 T*(small lr) − log2 T*(large lr)",
                             judge([rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, n_boot)))
         else:
@@ -214,7 +229,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     for (task, metric), g in ident.groupby(["eval_task", "metric"]):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
         mth = g["ft_method"].fillna("full").iloc[0]
-        out.append(_row(h, SPRINGER + " §2, §3.4.2", f"{_prefix(mth)}{task} ({metric})",
+        out.append(row(h, SPRINGER + " §2, §3.4.2", f"{_prefix(mth)}{task} ({metric})",
                         "largest budget − best earlier budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
     if ident.empty:
         out.append(_not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task"))
@@ -229,12 +244,12 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
         ft_all = m[(m["variant"] == "finetuned") & (m["ft_method"].fillna("full") == "full")]
         for (lr, lam), g in pt_l2.groupby(["lr", "l2"]):
             without = ft[ft["lr"] == lr]
-            out.append(_row(h1, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}", "log2 T*(λ) − log2 T*(λ=0)",
+            out.append(order_row(h1, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}", "log2 T*(λ) − log2 T*(λ=0)",
                             judge([without, g], later, n_boot)))
             own = ft_all[(ft_all["lr"] == lr) & (ft_all["split"] == "id") & (ft_all["metric"] == "loss")]
             task = sorted(own["eval_task"].unique())[:1]
             own = own[own["eval_task"].isin(task)]
-            out.append(_row(h2, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}, {task[0] if task else '-'}",
+            out.append(row(h2, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}, {task[0] if task else '-'}",
                             "mean over budgets of ID loss(λ) − ID loss(λ=0) (nats)",
                             judge([own[own["l2"].fillna(0) == lam], own[own["l2"].fillna(0) == 0]], mean_gap, n_boot)))
 
@@ -245,7 +260,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     for mth in ("full", "llava"):
         rows = forget[forget_method == mth]
         for lr in sorted(rows["lr"].dropna().unique()):
-            out.append(_row(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
+            out.append(row(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
                             "slope of the pretraining-loss increase after fine-tuning per doubling",
                             judge([rows[rows["lr"] == lr]], slope, n_boot)))
     if forget.empty:
@@ -260,9 +275,9 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     else:
         for task, g in tuned_spread.groupby("eval_task"):
             b = base_spread[base_spread["eval_task"] == task]
-            out.append(_row(h1, AMURO, f"{task}, tuned lr", "mean over budgets of accuracy spread: fine-tuned − base",
+            out.append(row(h1, AMURO, f"{task}, tuned lr", "mean over budgets of accuracy spread: fine-tuned − base",
                             judge([g, b], mean_gap, n_boot)))
-            out.append(_row(h2, AMURO, f"{task}, tuned lr", "−slope of the fine-tuned accuracy spread per doubling",
+            out.append(row(h2, AMURO, f"{task}, tuned lr", "−slope of the fine-tuned accuracy spread per doubling",
                             judge([g], lambda x, y: -slope(x, y), n_boot)))
 
     # linear mode connectivity (path dependence)
@@ -273,7 +288,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
         b = barriers[barriers["metric"] == "loss"].rename(columns={"barrier": "value"})
         for (task, lr), g in b.groupby(["eval_task", "lr"]):
             g = g.assign(seed=0)
-            out.append(_row(h, "path-dependence post (Alignment Forum)", f"{task}, lr={lr:g}",
+            out.append(row(h, "path-dependence post (Alignment Forum)", f"{task}, lr={lr:g}",
                             "−slope of the loss barrier between seeds per doubling (nats)",
                             judge([g], lambda x, y: -slope(x, y), n_boot)))
 
@@ -282,7 +297,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str) -> l
     jumps = m[(m["split"] == "ft_train") & (m["metric"] == "epoch1_loss_excess")]
     jump_method = jumps["ft_method"].fillna("full")
     for (mth, lr), g in jumps.assign(_m=jump_method).groupby(["_m", "lr"]):
-        out.append(_row(h, "fast.ai (Howard & Whitaker 2023)", f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
+        out.append(row(h, "fast.ai (Howard & Whitaker 2023)", f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
                         "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
                         judge([g.drop(columns="_m")], lambda x, y: float(np.mean(y)), n_boot)))
     if jumps.empty:

@@ -52,6 +52,7 @@ rule analyses:
         code=code_version("analysis", "intervals", "hypotheses", "config"),
         select=config["analysis"]["select"],
         bootstrap=config["analysis"]["bootstrap"],
+        min_effect=config["analysis"]["min_effect"],
     script:
         "../scripts/analyses.py"
 

@@ -20,7 +20,7 @@ results = [json.loads(Path(p).read_text()) for p in snakemake.input.connectivity
 barriers, soups = analysis.connectivity_tables(results)
 n_boot = snakemake.params.bootstrap
 tables = {
-    "hypotheses": hypotheses.claims(metrics, best if select else None, barriers, n_boot),
+    "hypotheses": hypotheses.claims(metrics, best if select else None, barriers, n_boot, snakemake.params.min_effect),
     "pretrain_loss": analysis.pretrain_loss_by_variant(metrics, n_boot),
     "best_lr": best,
     "lr_trend": pd.DataFrame(trend, columns=["model", "ft_task", "ft_method", "l2", "trend"]),

@@ -89,3 +89,31 @@ def test_degradation_past_T_star_is_signed():
     assert hypotheses.end_worse(x, degraded) == pytest.approx(0.3)
     assert hypotheses.verdict(-0.08, -0.02, 3) == "not supported"
     assert hypotheses.verdict(-0.08, 0.02, 3) == "inconclusive"
+
+
+def test_an_effect_below_the_margin_is_inconclusive_whichever_way_float_rounding_moves_it():
+    """Every seed shows the claimed sign by a hair (0.002 nats per doubling, below δ = 0.01): the
+    verdict is inconclusive, and stays so when one seed's rounding moves it across 0, which
+    without the margin turns "supported" into "inconclusive"."""
+    hair = {s: [BASE[s][i] + 0.002 * i + 0.0005 * s for i in range(6)] for s in range(3)}
+    moved = {**hair, 0: [BASE[0][i] - 0.0005 * i for i in range(6)]}
+    for noisy in (hair, moved):
+        row = claim(table(BASE, noisy), "progressive sensitivity to Gaussian noise")
+        assert row["verdict"] == "inconclusive" and row["min_effect"] == hypotheses.MIN_EFFECT
+    strict = hypotheses.claims(table(BASE, hair), n_boot=300, min_effect=0.0)
+    assert strict[strict["hypothesis"] == "progressive sensitivity to Gaussian noise"].iloc[0]["verdict"] == "supported"
+    loose = hypotheses.claims(table(BASE, moved), n_boot=300, min_effect=0.0)
+    assert loose[loose["hypothesis"] == "progressive sensitivity to Gaussian noise"].iloc[0]["verdict"] == "inconclusive"
+    assert hypotheses.verdict(0.005, 0.02, 3, 0.01) == "inconclusive"
+    assert hypotheses.verdict(0.011, 0.02, 3, 0.01) == "supported"
+    assert hypotheses.verdict(-0.05, -0.01, 3, 0.01) == "not supported"
+    assert hypotheses.verdict(-0.05, -0.009, 3, 0.01) == "inconclusive"
+
+
+def test_claims_on_t_star_location_count_any_shift():
+    noisy = {s: [(np.log2(t) - np.log2(8e5)) ** 2 * 0.1 + 1 + 0.01 * s for t in TOKENS] for s in range(3)}
+    df = table(BASE, noisy)
+    louder = df[df["variant"] == "perturbed"].assign(gamma=0.2, value=[
+        (np.log2(t) - np.log2(2e5)) ** 2 * 0.1 + 1.5 + 0.01 * s for s in range(3) for t in TOKENS])
+    row = claim(pd.concat([df, louder], ignore_index=True), "larger γ → earlier T*")
+    assert row["min_effect"] == 0.0 and row["effect"] == pytest.approx(2.0) and row["verdict"] == "supported"
