@@ -116,7 +116,7 @@ def methods_for(config: dict, task: str) -> list[str]:
 def finetune_runs(config: dict) -> list[tuple[str, str]]:
     """(task, run) pairs fine-tuned from every checkpoint: the grid, plus the extra seeds that
     connectivity needs at its learning rates (text methods only: see connectivity_groups)."""
-    ft, conn = config["finetune"], config["connectivity"]
+    ft = config["finetune"]
     runs = [
         (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
@@ -125,14 +125,9 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
         for l2 in (ft["l2"] if method != "llava" else [0.0])
         for seed in ft["seeds"]
     ]
-    runs += [(task, run_id(lr, seed, method, l2)) for task, group, seeds in connectivity_groups(config)
-             for seed in seeds for method, lr, l2 in [_group_parts(group)]]
+    runs += [(task, run_id(lr, seed, method, l2)) for task, method, lr, l2, seeds in _connected(config)
+             for seed in seeds]
     return list(dict.fromkeys(runs))
-
-
-def _group_parts(group: str) -> tuple[str, float, float]:
-    run = parse_run_id(group + "-s0")
-    return run["method"], run["lr"], run["l2"]
 
 
 def multimodal_runs(config: dict) -> list[tuple[str, str]]:
@@ -173,11 +168,16 @@ def group_id(lr: float, method: str = "full", l2: float = 0.0) -> str:
 def connectivity_groups(config: dict) -> list[tuple[str, str, list[int]]]:
     """(task, group, seeds) of every connectivity job per checkpoint (text fine-tunes: a LLaVA
     fine-tune's projector is not on the language models' path)."""
+    return [(task, group_id(lr, method, l2), seeds) for task, method, lr, l2, seeds in _connected(config)]
+
+
+def _connected(config: dict) -> list[tuple[str, str, float, float, list[int]]]:
+    """(task, method, lr, l2, seeds) of every connectivity group."""
     ft, conn = config["finetune"], config["connectivity"]
     if len(conn["seeds"]) < 2:
         return []
     return [
-        (task, group_id(lr, method, l2), sorted(conn["seeds"]))
+        (task, method, lr, l2, sorted(conn["seeds"]))
         for task in ft["tasks"]
         for method in methods_for(config, task)
         if method != "llava"

