@@ -18,7 +18,7 @@ rule connectivity:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("connectivity", "evaluate", "models", "config"),
+        code=code_version("connectivity", "evaluate", "lm", "models", "config"),
         seeds=config["connectivity"]["seeds"],
         alphas=config["connectivity"]["alphas"],
         splits=connectivity_splits,

@@ -1,5 +1,5 @@
 EVAL_PARAMS = {
-    "code": code_version("evaluate", "models", "perturb", "curves", "config"),
+    "code": code_version("evaluate", "lm", "models", "perturb", "curves", "config"),
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
     "task_data": config["evaluate"]["task_data"],

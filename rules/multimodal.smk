@@ -156,7 +156,9 @@ rule evaluate_multimodal:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("multimodal", "vision", "sft", "images", "evaluate", "models"),
+        code=code_version(
+            "multimodal", "vision", "sft", "images", "evaluate", "lm", "models"
+        ),
         limit=config["evaluate"]["limit"],
         batch_size=MM["batch_size"],
         max_len=lambda w: llava_max_len(w),

