@@ -31,8 +31,36 @@ def thread_robustness(snakemake, dirs: dict[int, Path | None]) -> dict:
     both = runs[1].merge(runs[2], on=keys, suffixes=("_1", "_2"))
     differ = both[both["verdict_1"] != both["verdict_2"]]
     return {"claims": len(both), "differ": differ[keys + ["verdict_1", "verdict_2"]].to_dict("records"),
-            "rows": both[keys + ["effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2", "ci_low_2",
-                                 "ci_high_2", "verdict_2"]].to_dict("records")}
+            "rows": both[keys + ["min_effect_1", "effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2",
+                                 "ci_low_2", "ci_high_2", "verdict_2"]].to_dict("records")}
+
+
+def margin(verdict: str, ci_low: float, ci_high: float, delta: float) -> float:
+    """How far the interval must move to change the verdict (the README's rule: supported if
+    ci_low > δ, not supported if ci_high ≤ −δ, else inconclusive)."""
+    if verdict == "supported":
+        return ci_low - delta
+    if verdict == "not supported":
+        return -delta - ci_high
+    return min(delta - ci_low, ci_high + delta)
+
+
+def closest_call(p: dict) -> str:
+    """The claim nearest to changing its verdict, in either run: the one another CPU is likeliest to move."""
+    best = None
+    for r in p["rows"]:
+        for k in (1, 2):
+            if r[f"effect_{k}"] != r[f"effect_{k}"]:  # not measured
+                continue
+            m = margin(r[f"verdict_{k}"], r[f"ci_low_{k}"], r[f"ci_high_{k}"], r["min_effect_1"])
+            if best is None or m < best[0]:
+                best = (m, r, k)
+    if best is None:
+        return "No claim was measured."
+    m, r, k = best
+    return (f"Closest call: *{r['hypothesis']}* ({r['condition']}) at {k} thread{'s' * (k > 1)}: "
+            f"{r[f'verdict_{k}']}, 95% CI [{r[f'ci_low_{k}']:.3g}, {r[f'ci_high_{k}']:.3g}] against the margin "
+            f"δ = {r['min_effect_1']:g}; it would change verdict if its interval moved by {m:.3g}.")
 
 
 def markdown(p: dict) -> list[str]:
@@ -46,7 +74,7 @@ def markdown(p: dict) -> list[str]:
     lines = [
         "## P7 — verdicts at 1 and 2 threads per job (the default study, run twice)",
         "",
-        f"{p['claims']} claims; verdicts that differ: **{len(p['differ'])}**.",
+        f"{p['claims']} claims; verdicts that differ: **{len(p['differ'])}**. {closest_call(p)}",
         "",
         "| claim | condition | 1 thread: effect [95% CI] | verdict | 2 threads: effect [95% CI] | verdict |",
         "|---|---|---|---|---|---|",

@@ -113,11 +113,12 @@ def methods_for(config: dict, task: str) -> list[str]:
     return [m for m in config["finetune"]["methods"] if (m == "llava") == is_multimodal(task)]
 
 
-def finetune_runs(config: dict) -> list[tuple[str, str]]:
-    """(task, run) pairs fine-tuned from every checkpoint: the grid, plus the extra seeds that
-    connectivity needs at its learning rates (text methods only: see connectivity_groups)."""
+def grid_runs(config: dict) -> list[tuple[str, str]]:
+    """(task, run) pairs of the fine-tuning grid (tasks × methods × learning rates × l2 × seeds):
+    the fine-tunes every checkpoint is evaluated (and judged) with, the same seeds at every
+    learning rate."""
     ft = config["finetune"]
-    runs = [
+    return [
         (task, run_id(lr, seed, method, l2))
         for task in ft["tasks"]
         for method in methods_for(config, task)
@@ -125,6 +126,15 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
         for l2 in (ft["l2"] if method != "llava" else [0.0])
         for seed in ft["seeds"]
     ]
+
+
+def finetune_runs(config: dict) -> list[tuple[str, str]]:
+    """(task, run) pairs fine-tuned from every checkpoint: the grid, plus the extra seeds that
+    connectivity needs at its learning rates (text methods only: see connectivity_groups). The
+    connectivity job scores those on its own tasks (its path's endpoints); the grid's evaluation
+    leaves them out, so a learning rate with connectivity does not average more fine-tuning seeds
+    than the others."""
+    runs = grid_runs(config)
     runs += [(task, run_id(lr, seed, method, l2)) for task, method, lr, l2, seeds in _connected(config)
              for seed in seeds]
     return list(dict.fromkeys(runs))
@@ -132,7 +142,7 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
 
 def multimodal_runs(config: dict) -> list[tuple[str, str]]:
     """(task, run) of the LLaVA fine-tunes: their image-conditioned evaluations."""
-    return [(task, run) for task, run in finetune_runs(config) if run.startswith("llava-")]
+    return [(task, run) for task, run in grid_runs(config) if run.startswith("llava-")]
 
 
 def parse_variant(variant: str) -> dict:
@@ -151,7 +161,7 @@ def judged_variants(config: dict) -> list[str]:
     """Variants whose responses are judged (evaluate.judge): the base checkpoint and every fine-tune."""
     if not config["evaluate"]["judge"]["enabled"]:
         return []
-    return ["base"] + [f"ft-{task}-{run}" for task, run in finetune_runs(config) if not run.startswith("llava-")]
+    return ["base"] + [f"ft-{task}-{run}" for task, run in grid_runs(config) if not run.startswith("llava-")]
 
 
 def learning_rates(config: dict, task: str) -> list[float]:
@@ -187,9 +197,19 @@ def _connected(config: dict) -> list[tuple[str, str, float, float, list[int]]]:
 
 
 def perturbations(config: dict) -> list[str]:
+    """The perturbed variants of every checkpoint: none when nothing they would be scored on
+    (perturb.splits) is evaluated."""
+    if not perturbed_splits(config, eval_splits(config)):
+        return []
     g = config["perturb"]["gaussian"]
     out = [gaussian_id(gamma, seed) for gamma in g["gammas"] for seed in g["seeds"]]
     return out + [rtn_id(bits) for bits in config["perturb"]["quantize"]["bits"]]
+
+
+def perturbed_splits(config: dict, splits: dict[str, str]) -> dict[str, str]:
+    """The tasks of `splits` (a checkpoint's evaluation) that its perturbed variants are scored on."""
+    keep = set(config["perturb"]["splits"])
+    return {task: split for task, split in splits.items() if split in keep}
 
 
 def own_eval_tasks(task: str, spec: dict | None, prompt_variants: bool) -> dict[str, str]:

@@ -239,21 +239,22 @@ class Evaluation:
         return evaluate(lm=self.lm, task_dict=loaded, limit=self.limit, bootstrap_iters=0, log_samples=False,
                         verbosity="WARNING")["results"]
 
-    def rows(self) -> list[dict]:
-        """The model's rows (eval_task, split, metric, value) on every task."""
+    def rows(self, tasks: list[str] | None = None) -> list[dict]:
+        """The model's rows (eval_task, split, metric, value) on `tasks` (default: every task)."""
+        tasks = list(self.loaded["tasks"]) if tasks is None else tasks
         try:
-            results = self._score(list(self.loaded["tasks"]))
+            results = self._score(tasks)
         except OverflowError:
             # lm-eval's perplexity aggregation overflows (math.exp) on a model worse than
             # e^709 per word: score the tasks one by one and record that one as infinite
             results = {}
-            for task in self.loaded["tasks"]:
+            for task in tasks:
                 try:
                     results.update(self._score([task]))
                 except OverflowError:
                     print(f"{task}: perplexity overflows (the model has exploded); recorded as inf")
                     results[task] = {"word_perplexity,none": math.inf}
-        return tidy_results(results, self.splits)
+        return tidy_results(results, {task: self.splits[task] for task in tasks})
 
 
 def evaluate_model(model, tokenizer, splits: dict[str, str], data_files: dict[str, str | Path], *,
@@ -353,12 +354,15 @@ def evaluate_checkpoint(
     dtype: str = "float32",
     task_data: dict | None = None,
     max_gen_toks: int | None = None,
+    perturbed_tasks: list[str] | None = None,
 ) -> None:
     """The base checkpoint and all its perturbations in one process (one JSON each).
 
     `outputs` maps a variant id ('base', 'gauss-g0.1-s0', 'rtn-int8', …) to its JSON. The model is
     loaded once and restored from a pristine copy of its weights before each perturbation: at
-    tiny scale process start-up costs more than an evaluation, at OLMo scale loading does.
+    tiny scale process start-up costs more than an evaluation, at OLMo scale loading does. The
+    base is scored on every task of `splits`, a perturbed variant on `perturbed_tasks` (default:
+    the same).
     """
     import json
 
@@ -377,8 +381,9 @@ def evaluate_checkpoint(
     for done, (variant, out_json) in enumerate(outputs.items(), 1):
         with torch.no_grad():
             model.load_state_dict(pristine)
-        variant_labels = {**labels, "variant": "base"}
+        variant_labels, tasks = {**labels, "variant": "base"}, None
         if variant != "base":
+            tasks = perturbed_tasks
             perturbation = parse_perturbation(variant)
             apply(model, perturbation)
             variant_labels.update(variant="perturbed", perturbation=perturbation["kind"])
@@ -386,10 +391,10 @@ def evaluate_checkpoint(
                 variant_labels.update(gamma=perturbation["gamma"], seed=perturbation["seed"])
             else:
                 variant_labels.update(bits=perturbation["bits"])
-        rows = evaluation.rows()
+        rows = evaluation.rows(tasks)
         result = {**variant_labels, **checkpoint_labels(checkpoint_dir), "status": "ok", "rows": rows,
                   "runtime": runtime_info(model, batch_size), "versions": package_versions()}
         atomic_write_json(out_json, result)
         elapsed = time.perf_counter() - started
-        print(f"[evaluate] variant {done}/{len(outputs)} {variant}: {len(splits)} tasks; elapsed {elapsed:.0f}s "
+        print(f"[evaluate] variant {done}/{len(outputs)} {variant}: {len(tasks or splits)} tasks; elapsed {elapsed:.0f}s "
               f"eta {elapsed / done * (len(outputs) - done):.0f}s", flush=True)

@@ -31,7 +31,8 @@ INSIDE = "OVERTRAIN_IN_JOBSERVER"  # set in a forked job: run, do not delegate a
 PRELOAD = ("torch", "transformers", "transformers.modeling_utils", "transformers.core_model_loading",
            "transformers.models.llama.modeling_llama", "scipy.io",
            "transformers.integrations.hub_kernels", "lm_eval", "lm_eval.models.huggingface", "lm_eval.evaluator",
-           "lm_eval.tasks", "datasets", "peft", "pandas", "matplotlib.pyplot", "safetensors.torch", "scipy.optimize")
+           "lm_eval.tasks", "datasets", "peft", "pandas", "matplotlib.pyplot", "safetensors.torch", "scipy.optimize",
+           "snakemake.script")  # a job script's preamble unpickles its `snakemake` object: ~0.1 s a job
 
 
 def _send(conn: socket.socket, obj) -> None:

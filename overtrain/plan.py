@@ -165,8 +165,11 @@ def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             eval_tokens = ev["limit"] * config["corpus"]["seq_len"] * tasks
         else:
             eval_tokens = 5e5
-    variants = {"evaluate_checkpoint": 1 + len(config["perturb"]["gaussian"]["gammas"])
-                * len(config["perturb"]["gaussian"]["seeds"]) + len(config["perturb"]["quantize"]["bits"]),
+    from overtrain.config import eval_splits, perturbations, perturbed_splits
+
+    splits = eval_splits(config)  # a perturbed variant is scored on perturb.splits' share of them
+    share = len(perturbed_splits(config, splits)) / max(1, len(splits))
+    variants = {"evaluate_checkpoint": 1 + len(perturbations(config)) * share,
                 "evaluate_finetuned": 1, "connectivity": config["connectivity"]["alphas"] + 2}
     for rule, k in variants.items():
         if rule in rows:

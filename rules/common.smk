@@ -180,7 +180,7 @@ def eval_files():
     for model, ckpt in grid.checkpoints(config):
         d = f"{R}/evals/{model}/{ckpt}"
         out.append(f"{d}/base.json")
-        out += [f"{d}/ft-{task}-{run}.json" for task, run in grid.finetune_runs(config)]
+        out += [f"{d}/ft-{task}-{run}.json" for task, run in grid.grid_runs(config)]
         out += [f"{d}/{pert}.json" for pert in grid.perturbations(config)]
         out += [
             f"{d}/mm-{task}-{run}.json" for task, run in grid.multimodal_runs(config)

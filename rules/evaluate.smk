@@ -32,6 +32,7 @@ rule evaluate_checkpoint:
         **EVAL_PARAMS,
         splits=SPLITS,
         variants=CHECKPOINT_VARIANTS,
+        perturbed_tasks=list(grid.perturbed_splits(config, SPLITS)),
         max_length=eval_max_length,
         trust_remote_code=model_setting("trust_remote_code", False),
     script:

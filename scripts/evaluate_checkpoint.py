@@ -17,6 +17,7 @@ evaluate.evaluate_checkpoint(
     max_length=p.max_length,
     task_data=p.task_data,
     max_gen_toks=p.max_gen_toks,
+    perturbed_tasks=p.perturbed_tasks,
     trust_remote_code=p.trust_remote_code,
     device=device,
     dtype=dtype,

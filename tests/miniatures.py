@@ -165,8 +165,9 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
     ft.update(learning_rates=ft["learning_rates"][:ONE_RATE.get(preset, 2)], seeds=[0], steps=4, epochs=None,
               n_examples=24, n_val=8, n_test=8, batch_size=8, max_length=256, warmup_steps=1, save_every=0)
     ft["grad_accum"] = 2 if ft.get("grad_accum", 1) > 1 else 1
+    # no pretraining text offline (pretrain_loss off below): the perturbed model is scored on the tasks
     cfg["perturb"] = {"gaussian": {"gammas": cfg["perturb"]["gaussian"]["gammas"][:1], "seeds": [0]},
-                      "quantize": {"bits": []}}
+                      "quantize": {"bits": []}, "splits": ["val", "id", "ood"]}
     ev = cfg["evaluate"]
     ev["ood"] = [t for t in ev["ood"] if t in TASK_DATA]
     ev["ood"] = [ev["ood"][(i + OOD_OFFSET.get(preset, 0)) % len(ev["ood"])] for i in range(min(3, len(ev["ood"])))]

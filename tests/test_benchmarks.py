@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -19,3 +20,19 @@ def test_benchmark_smoke_writes_the_table(tmp_path):
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["P2"]["pretrain_vs_bare"] > 0 and res["P2"]["flops_ratio"] > 0
     assert res["P4"]["jobs"] > 900
+
+
+def test_p7_names_the_claim_closest_to_changing_its_verdict():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import verdicts
+
+    assert verdicts.margin("supported", 0.05, 0.2, 0.01) == pytest.approx(0.04)
+    assert verdicts.margin("not supported", -0.3, -0.011, 0.01) == pytest.approx(0.001)
+    assert verdicts.margin("inconclusive", -0.002, 0.003, 0.01) == pytest.approx(0.012)  # to not supported: 0.013
+    row = dict(model="m", min_effect_1=0.01, effect_1=0.1, ci_low_1=0.05, ci_high_1=0.2, verdict_1="supported",
+               effect_2=0.1, ci_low_2=0.05, ci_high_2=0.2, verdict_2="supported")
+    near = {**row, "hypothesis": "near", "condition": "lr=1", "ci_low_2": 0.012}
+    unmeasured = {**row, "hypothesis": "none", "condition": "not measured", "effect_1": float("nan"),
+                  "effect_2": float("nan"), "ci_low_1": float("nan")}
+    text = verdicts.closest_call({"rows": [{**row, "hypothesis": "far", "condition": "x"}, near, unmeasured]})
+    assert text.startswith("Closest call: *near* (lr=1) at 2 threads") and "moved by 0.002" in text

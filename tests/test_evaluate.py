@@ -119,3 +119,29 @@ def test_batched_encoding_gives_the_tokenizers_own_ids(tiny_study):
         lm.tokenizer = tok
         for settings in ((), (("add_special_tokens", False),), (("add_special_tokens", True),)):
             assert lm._encode(texts, settings) == tok(texts, **dict(settings))["input_ids"]
+
+
+@pytest.mark.e2e
+def test_perturbed_variants_are_scored_on_their_tasks_only(tiny_study, tmp_path):
+    """evaluate_checkpoint: the base on every task, a perturbed variant on `perturbed_tasks`
+    (perturb.splits: the analyses read their pretraining loss), with the same numbers there as a
+    job that scores the perturbed variant on everything."""
+    import json
+
+    d, paths = tiny_study
+    splits = {"synth_pretrain_ppl": "pretrain", "synth_ft_mc": "id", "synth_ft_val_ppl": "val"}
+    data = {"pretrain_heldout": paths["pretrain_heldout"], "ft_mc": paths["ft_mc"], "ft_val": paths["ft_val"]}
+
+    def run(name, perturbed_tasks):
+        out = {v: tmp_path / name / f"{v}.json" for v in ("base", "gauss-g0.5-s0")}
+        out["base"].parent.mkdir()
+        evaluate.evaluate_checkpoint(out, d / "ckpt", {"model": "m", "ckpt": "c"}, splits=splits, data_files=data,
+                                     limit=8, batch_size=8, max_length=None, perturbed_tasks=perturbed_tasks)
+        return {v: json.loads(p.read_text())["rows"] for v, p in out.items()}
+
+    only = run("only", ["synth_pretrain_ppl"])
+    full = run("full", None)
+    assert {r["eval_task"] for r in only["base"]} == set(splits)
+    assert {r["eval_task"] for r in only["gauss-g0.5-s0"]} == {"synth_pretrain_ppl"}
+    assert only["base"] == full["base"]
+    assert only["gauss-g0.5-s0"] == [r for r in full["gauss-g0.5-s0"] if r["eval_task"] == "synth_pretrain_ppl"]

@@ -72,3 +72,40 @@ def test_rtn_model_in_place_and_scope():
         else:
             assert torch.equal(p0, p1)
     assert perturb.parse_perturbation("rtn-int8") == {"kind": "rtn", "bits": 8}
+
+
+def micro_config():
+    from conftest import REPO
+    from overtrain import plan
+
+    return plan.resolved_config(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile")
+
+
+def test_perturbed_variants_exist_only_where_their_splits_are_evaluated():
+    """perturb.splits (default [pretrain]: what the analyses read) picks a checkpoint's tasks for
+    its perturbed variants; with none of them evaluated, no perturbed variant is made (the study
+    completes without them: the figures say so)."""
+    from overtrain.config import eval_splits, perturbations, perturbed_splits
+
+    cfg = micro_config()
+    assert cfg["perturb"]["splits"] == ["pretrain"]
+    assert perturbed_splits(cfg, eval_splits(cfg)) == {"synth_pretrain_ppl": "pretrain"}
+    assert perturbations(cfg) == ["gauss-g0.5-s0", "rtn-int8"]
+    cfg["perturb"]["splits"] = ["pretrain", "id"]
+    assert set(perturbed_splits(cfg, eval_splits(cfg))) == {
+        "synth_pretrain_ppl", "synth_ft_ppl", "synth_ft_mc", "synth_ft_mc_instruct", "synth_ft_mc_raw"}
+    cfg["perturb"]["splits"] = ["pretrain"]
+    cfg["evaluate"]["pretrain_loss"] = False
+    assert perturbations(cfg) == []
+
+
+def test_connectivity_only_seeds_are_fine_tuned_but_not_in_the_evaluated_grid():
+    """The extra fine-tuning seed connectivity needs (micro: seed 1 at lr 1e-3) is trained, and
+    scored by the connectivity job; the grid's evaluation keeps one set of seeds for every rate."""
+    from overtrain.config import finetune_runs, grid_runs, judged_variants
+
+    cfg = micro_config()
+    assert grid_runs(cfg) == [("synth_ft", "full-lr0.001-s0")]
+    assert finetune_runs(cfg) == [("synth_ft", "full-lr0.001-s0"), ("synth_ft", "full-lr0.001-s1")]
+    cfg["evaluate"]["judge"]["enabled"] = True
+    assert judged_variants(cfg) == ["base", "ft-synth_ft-full-lr0.001-s0"]

@@ -63,17 +63,19 @@ def test_micro_study_end_to_end(micro_run):
     root = work / "results" / "micro"
     df = pd.read_csv(root / "tables" / "metrics.csv")
     assert list(df.columns) == METRIC_COLUMNS
-    # per checkpoint: 5 evaluations (base, fine-tunes of seeds 0 and 1, γ=0.5 noise, int8)
-    # × 12 rows (acc and acc_norm for 3 prompt formats; word_perplexity and loss for the FT
-    # validation, FT test and pretraining texts) + 5 × 2 prompt-spread rows + 2 × 2 forgetting
-    # rows + 2 × 2 learning-jump rows (2 epochs) + 2 `diverged` rows (one per fine-tune) + the
-    # connectivity job's 3 α × 6 path rows and 2 soups × 6 rows
-    per_ckpt = 5 * 12 + 5 * 2 + 2 * 2 + 2 * 2 + 2 + 3 * 6 + 2 * 6
+    # per checkpoint: the base and the grid's fine-tune (seed 0; seed 1 exists for connectivity,
+    # which scores it) × 12 rows (acc and acc_norm for 3 prompt formats; word_perplexity and loss
+    # for the FT validation, FT test and pretraining texts) + 2 × 2 prompt-spread rows + 2
+    # forgetting rows + 2 learning-jump rows (2 epochs) + 1 `diverged` row; γ=0.5 noise and int8
+    # on the pretraining text only (perturb.splits) × 2 rows; the connectivity job's 3 α × 6 path
+    # rows and 2 soups × 6 rows
+    per_ckpt = 2 * 12 + 2 * 2 + 2 + 2 + 1 + 2 * 2 + 3 * 6 + 2 * 6
     ckpts = 2 * 2  # 2 budgets × 2 pretraining seeds
     assert len(df) == ckpts * per_ckpt
     counts = df.groupby("variant").size().to_dict()
-    assert counts == {"base": ckpts * 14, "finetuned": ckpts * (2 * 14 + 4 + 4 + 2), "perturbed": ckpts * 2 * 14,
+    assert counts == {"base": ckpts * 14, "finetuned": ckpts * (14 + 2 + 2 + 1), "perturbed": ckpts * 2 * 2,
                       "interpolated": ckpts * 18, "soup": ckpts * 12}
+    assert set(df[df["variant"] == "perturbed"]["split"]) == {"pretrain"}
     assert sorted(df["tokens"].unique()) == [8192, 16384]
     assert sorted(df["pretrain_seed"].unique()) == [0, 1]
     hyp = pd.read_csv(root / "tables" / "hypotheses.csv")
@@ -169,7 +171,7 @@ def test_adding_a_pretraining_seed_schedules_only_its_replicate(micro_run):
     r = snakemake(work, write_config(work / "more_seeds.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
     assert job_counts(r.stdout) == {
-        "pretrain": 2, "finetune": 4, "evaluate_checkpoint": 2, "evaluate_finetuned": 4, "connectivity": 2,
+        "pretrain": 2, "finetune": 4, "evaluate_checkpoint": 2, "evaluate_finetuned": 2, "connectivity": 2,
         "aggregate": 1, "analyses": 1, "figures": 1, "findings": 1, "all": 1,
     }
     assert "checkpoints/tiny/tok8192-s2" in r.stdout
@@ -183,9 +185,9 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert job_counts(r.stdout) == {  # the new budget, for each of the 2 pretraining seeds
         "pretrain": 2,
-        "finetune": 4,
+        "finetune": 4,  # seed 0 and connectivity's seed 1, which the connectivity job scores
         "evaluate_checkpoint": 2,
-        "evaluate_finetuned": 4,
+        "evaluate_finetuned": 2,
         "connectivity": 2,
         "aggregate": 1,
         "analyses": 1,
@@ -201,11 +203,12 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
     more = merge(MICRO, {"finetune": {"methods": ["full", "lora"], "l2": [0.0, 10.0]}})
     r = snakemake(work, write_config(work / "more_methods.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    # 4 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's): the plain
-    # full runs are done already; each new group gets its connectivity job
+    # 4 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's; the grid
+    # evaluates seed 0): the plain full runs are done already; each new group gets its
+    # connectivity job
     assert job_counts(r.stdout) == {
         "finetune": 24,
-        "evaluate_finetuned": 24,
+        "evaluate_finetuned": 12,
         "connectivity": 12,
         "aggregate": 1,
         "analyses": 1,
@@ -245,7 +248,7 @@ def test_a_diverging_learning_rate_is_a_result_not_a_crash(micro_run, tmp_path):
     df = pd.read_csv(root / "tables" / "metrics.csv")
     flags = df[df["metric"] == "diverged"].set_index(["ckpt", "lr", "seed"])["value"]
     assert flags.xs(50.0, level="lr").eq(1).all() and flags.xs(1e-3, level="lr").eq(0).all()
-    assert len(flags) == 4 * 3  # every fine-tune has its flag: 4 checkpoints × (lr 1e-3 seeds 0, 1; lr 50)
+    assert len(flags) == 4 * 2  # every evaluated fine-tune has its flag: 4 checkpoints × (lr 1e-3, lr 50)
     diverged = df[(df["lr"] == 50.0) & (df["variant"] == "finetuned")]
     assert set(diverged["metric"]) == {"diverged"}  # not evaluated
     best = pd.read_csv(root / "tables" / "best_lr.csv")
