@@ -46,17 +46,19 @@ def margin(verdict: str, ci_low: float, ci_high: float, delta: float) -> float:
 
 
 def closest_call(p: dict) -> str:
-    """The claim nearest to changing its verdict, in either run: the one another CPU is likeliest to move."""
+    """The claim nearest to changing its verdict, in either run: the one another CPU is likeliest
+    to move. Among the claims with a margin δ > 0 (continuous effects; T*'s location moves in
+    whole budgets, δ = 0)."""
     best = None
     for r in p["rows"]:
         for k in (1, 2):
-            if r[f"effect_{k}"] != r[f"effect_{k}"]:  # not measured
+            if r[f"effect_{k}"] != r[f"effect_{k}"] or not r["min_effect_1"] > 0:  # not measured; discrete
                 continue
             m = margin(r[f"verdict_{k}"], r[f"ci_low_{k}"], r[f"ci_high_{k}"], r["min_effect_1"])
             if best is None or m < best[0]:
                 best = (m, r, k)
     if best is None:
-        return "No claim was measured."
+        return "No continuous claim was measured."
     m, r, k = best
     return (f"Closest call: *{r['hypothesis']}* ({r['condition']}) at {k} thread{'s' * (k > 1)}: "
             f"{r[f'verdict_{k}']}, 95% CI [{r[f'ci_low_{k}']:.3g}, {r[f'ci_high_{k}']:.3g}] against the margin "

@@ -34,5 +34,6 @@ def test_p7_names_the_claim_closest_to_changing_its_verdict():
     near = {**row, "hypothesis": "near", "condition": "lr=1", "ci_low_2": 0.012}
     unmeasured = {**row, "hypothesis": "none", "condition": "not measured", "effect_1": float("nan"),
                   "effect_2": float("nan"), "ci_low_1": float("nan")}
-    text = verdicts.closest_call({"rows": [{**row, "hypothesis": "far", "condition": "x"}, near, unmeasured]})
+    discrete = {**row, "hypothesis": "T* order", "condition": "y", "min_effect_1": 0.0, "ci_low_1": 0.0}
+    text = verdicts.closest_call({"rows": [{**row, "hypothesis": "far", "condition": "x"}, near, unmeasured, discrete]})
     assert text.startswith("Closest call: *near* (lr=1) at 2 threads") and "moved by 0.002" in text
