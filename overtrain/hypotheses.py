@@ -178,14 +178,14 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
     h = "progressive sensitivity to Gaussian noise"
     for g in gammas:
         out.append(row(h, SPRINGER + " §3.3", f"γ={g:g}", "slope of the pretraining-loss increase per doubling of tokens",
-                        judge([_increase(m, noisy[noisy["gamma"] == g])], slope, n_boot)))
+                       judge([_increase(m, noisy[noisy["gamma"] == g])], slope, n_boot)))
     if not gammas:
         out.append(_not_measured(h, SPRINGER + " §3.3", "no Gaussian noise on held-out pretraining text"))
     h = "progressive sensitivity to quantization"
     for bits in sorted(quant["bits"].dropna().unique()):
         out.append(row(h, SPRINGER + " §3.3 (Kumar et al. 2024)", f"RTN int{int(bits)}",
-                        "slope of the pretraining-loss increase per doubling of tokens",
-                        judge([_increase(m, quant[quant["bits"] == bits])], slope, n_boot)))
+                       "slope of the pretraining-loss increase per doubling of tokens",
+                       judge([_increase(m, quant[quant["bits"] == bits])], slope, n_boot)))
     if quant.empty:
         out.append(_not_measured(h, SPRINGER + " §3.3", "no quantized evaluation of held-out pretraining text"))
 
@@ -193,13 +193,13 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
     h = "interior T* of the pretraining loss under Gaussian noise"
     for g in gammas:
         out.append(row(h, SPRINGER + " §3.3", f"γ={g:g}", "better end − best interior budget (nats)",
-                        judge([noisy[noisy["gamma"] == g]], u_depth, n_boot)))
+                       judge([noisy[noisy["gamma"] == g]], u_depth, n_boot)))
     if not gammas:
         out.append(_not_measured(h, SPRINGER + " §3.3", "no Gaussian noise"))
     h = "larger γ → earlier T*"
     if len(gammas) >= 2:
         out.append(order_row(h, SPRINGER + " §3.3", f"γ={gammas[0]:g} vs {gammas[-1]:g}", "log2 T*(small γ) − log2 T*(large γ)",
-                        judge([noisy[noisy["gamma"] == gammas[0]], noisy[noisy["gamma"] == gammas[-1]]], earlier, n_boot)))
+                             judge([noisy[noisy["gamma"] == gammas[0]], noisy[noisy["gamma"] == gammas[-1]]], earlier, n_boot)))
     else:
         out.append(_not_measured(h, SPRINGER + " §3.3", "fewer than two γ"))
     h = "interior T* of the pretraining loss after fine-tuning at a fixed learning rate"
@@ -207,12 +207,12 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         lrs = sorted(rows["lr"].dropna().unique())
         for lr in lrs:
             out.append(row(h, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
-                            judge([rows[rows["lr"] == lr]], u_depth, n_boot)))
+                           judge([rows[rows["lr"] == lr]], u_depth, n_boot)))
         h2 = "larger learning rate → earlier T*"
         if len(lrs) >= 2:
             out.append(order_row(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
-                            "log2 T*(small lr) − log2 T*(large lr)",
-                            judge([rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, n_boot)))
+                                 "log2 T*(small lr) − log2 T*(large lr)",
+                                 judge([rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, n_boot)))
         else:
             out.append(_not_measured(h2, SPRINGER + " §3.4.1", f"{_prefix(mth)}fewer than two learning rates"))
     if not by_method:
@@ -230,7 +230,7 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
         mth = g["ft_method"].fillna("full").iloc[0]
         out.append(row(h, SPRINGER + " §2, §3.4.2", f"{_prefix(mth)}{task} ({metric})",
-                        "largest budget − best earlier budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
+                       "largest budget − best earlier budget (worse direction; nats or accuracy)", judge([g], end_worse, n_boot)))
     if ident.empty:
         out.append(_not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task"))
 
@@ -245,13 +245,13 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         for (lr, lam), g in pt_l2.groupby(["lr", "l2"]):
             without = ft[ft["lr"] == lr]
             out.append(order_row(h1, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}", "log2 T*(λ) − log2 T*(λ=0)",
-                            judge([without, g], later, n_boot)))
+                                 judge([without, g], later, n_boot)))
             own = ft_all[(ft_all["lr"] == lr) & (ft_all["split"] == "id") & (ft_all["metric"] == "loss")]
             task = sorted(own["eval_task"].unique())[:1]
             own = own[own["eval_task"].isin(task)]
             out.append(row(h2, SPRINGER + " §4", f"lr={lr:g}, λ={lam:g}, {task[0] if task else '-'}",
-                            "mean over budgets of ID loss(λ) − ID loss(λ=0) (nats)",
-                            judge([own[own["l2"].fillna(0) == lam], own[own["l2"].fillna(0) == 0]], mean_gap, n_boot)))
+                           "mean over budgets of ID loss(λ) − ID loss(λ=0) (nats)",
+                           judge([own[own["l2"].fillna(0) == lam], own[own["l2"].fillna(0) == 0]], mean_gap, n_boot)))
 
     # Amuro & Char: forgetting and prompt sensitivity
     h = "forgetting grows with pretraining tokens"
@@ -261,8 +261,8 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         rows = forget[forget_method == mth]
         for lr in sorted(rows["lr"].dropna().unique()):
             out.append(row(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
-                            "slope of the pretraining-loss increase after fine-tuning per doubling",
-                            judge([rows[rows["lr"] == lr]], slope, n_boot)))
+                           "slope of the pretraining-loss increase after fine-tuning per doubling",
+                           judge([rows[rows["lr"] == lr]], slope, n_boot)))
     if forget.empty:
         out.append(_not_measured(h, AMURO, "no held-out pretraining loss after fine-tuning"))
     spread = m[m["metric"] == "prompt_spread_acc"]
@@ -276,9 +276,9 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         for task, g in tuned_spread.groupby("eval_task"):
             b = base_spread[base_spread["eval_task"] == task]
             out.append(row(h1, AMURO, f"{task}, tuned lr", "mean over budgets of accuracy spread: fine-tuned − base",
-                            judge([g, b], mean_gap, n_boot)))
+                           judge([g, b], mean_gap, n_boot)))
             out.append(row(h2, AMURO, f"{task}, tuned lr", "−slope of the fine-tuned accuracy spread per doubling",
-                            judge([g], lambda x, y: -slope(x, y), n_boot)))
+                           judge([g], lambda x, y: -slope(x, y), n_boot)))
 
     # linear mode connectivity (path dependence)
     h = "fine-tunes of later checkpoints are more linearly connected (lower barrier)"
@@ -289,8 +289,8 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
         for (task, lr), g in b.groupby(["eval_task", "lr"]):
             g = g.assign(seed=0)
             out.append(row(h, "path-dependence post (Alignment Forum)", f"{task}, lr={lr:g}",
-                            "−slope of the loss barrier between seeds per doubling (nats)",
-                            judge([g], lambda x, y: -slope(x, y), n_boot)))
+                           "−slope of the loss barrier between seeds per doubling (nats)",
+                           judge([g], lambda x, y: -slope(x, y), n_boot)))
 
     # learning jumps at epoch boundaries
     h = "training loss drops at epoch boundaries (learning jumps)"
@@ -298,8 +298,8 @@ def _model_claims(m: pd.DataFrame, best, barriers, n_boot: int, model: str, min_
     jump_method = jumps["ft_method"].fillna("full")
     for (mth, lr), g in jumps.assign(_m=jump_method).groupby(["_m", "lr"]):
         out.append(row(h, "fast.ai (Howard & Whitaker 2023)", f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
-                        "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
-                        judge([g.drop(columns="_m")], lambda x, y: float(np.mean(y)), n_boot)))
+                       "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
+                       judge([g.drop(columns="_m")], lambda x, y: float(np.mean(y)), n_boot)))
     if jumps.empty:
         out.append(_not_measured(h, "fast.ai (Howard & Whitaker 2023)", "no fine-tune crosses an epoch boundary"))
     return [{"model": model, **r} for r in out]
