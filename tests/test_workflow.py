@@ -21,6 +21,7 @@ BAD = [
     ({"models": {"tiny": {"colour": "red"}}}, "models.tiny: unknown key(s) ['colour']"),
     ({"finetune": {"learning_rates": [-1e-3]}}, "finetune.learning_rates[0]: -0.001 is out of range"),
     ({"perturb": {"gaussian": {"gammas": [-0.1]}}}, "perturb.gaussian.gammas[0]: -0.1 is out of range"),
+    ({"perturb": {"splits": ["test"]}}, "perturb.splits[0]: 'test' is not allowed; allowed: ['pretrain', 'val', 'id', 'ood']"),
     ({"models": {"tiny": {"budgets": []}}}, "models.tiny.budgets: must have at least 1"),
     ({"models": {"tiny": {"batch_size": "many"}}}, "models.tiny.batch_size: 'many' has the wrong type"),
     ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub']"),
