@@ -196,10 +196,11 @@ def _connected(config: dict) -> list[tuple[str, str, float, float, list[int]]]:
     ]
 
 
-def perturbations(config: dict) -> list[str]:
+def perturbations(config: dict, splits: dict[str, str] | None = None) -> list[str]:
     """The perturbed variants of every checkpoint: none when nothing they would be scored on
-    (perturb.splits) is evaluated."""
-    if not perturbed_splits(config, eval_splits(config)):
+    (perturb.splits) is evaluated. `splits`: a checkpoint's evaluation as the rules build it
+    (with the fine-tuning tasks' specs); by default eval_splits(config)."""
+    if not perturbed_splits(config, eval_splits(config) if splits is None else splits):
         return []
     g = config["perturb"]["gaussian"]
     out = [gaussian_id(gamma, seed) for gamma in g["gammas"] for seed in g["seeds"]]

@@ -171,7 +171,7 @@ def eval_max_length(w):
 
 
 # The base checkpoint and its in-memory perturbations are evaluated by one job per checkpoint.
-CHECKPOINT_VARIANTS = ["base"] + grid.perturbations(config)
+CHECKPOINT_VARIANTS = ["base"] + grid.perturbations(config, SPLITS)
 
 
 def eval_files():
@@ -179,9 +179,8 @@ def eval_files():
     out = []
     for model, ckpt in grid.checkpoints(config):
         d = f"{R}/evals/{model}/{ckpt}"
-        out.append(f"{d}/base.json")
+        out += [f"{d}/{variant}.json" for variant in CHECKPOINT_VARIANTS]
         out += [f"{d}/ft-{task}-{run}.json" for task, run in grid.grid_runs(config)]
-        out += [f"{d}/{pert}.json" for pert in grid.perturbations(config)]
         out += [
             f"{d}/mm-{task}-{run}.json" for task, run in grid.multimodal_runs(config)
         ]
