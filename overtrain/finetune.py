@@ -28,7 +28,8 @@ from overtrain.loop import (
     run_steps,
     warmup_steps_for,
 )
-from overtrain.sft import batch_order, collate, encode_examples, finetune_steps, read_examples, split_micro
+from overtrain.sft import (batch_order, collate, encode_examples, finetune_steps, read_examples, replicate_seed,
+                           split_micro)
 
 # Rounding the saved weights to the checkpoint's own 16-bit dtype is allowed only when it moves
 # them by less than this fraction of what the run changed (else they are saved in float32).
@@ -130,7 +131,8 @@ def save_dtype_for(state: dict, checkpoint_dir: str | Path) -> tuple[str, float]
 
 
 def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str | Path, spec: FinetuneSpec) -> dict:
-    """Fine-tune for a fixed number of steps (or epochs); the data order is drawn from `spec.seed`.
+    """Fine-tune for a fixed number of steps (or epochs); the data order is drawn from `spec.seed`
+    and the checkpoint's pretraining replicate (overtrain.sft.replicate_seed).
 
     Examples are visited in a fresh permutation per epoch (length-grouped batches), so `epoch`
     in the log is exact up to the grouping window. Under torchrun (WORLD_SIZE > 1) this is one
@@ -163,8 +165,9 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
     encoded = encode_examples(tokenizer, read_examples(train_jsonl), spec.max_len)
     n = len(encoded.ids)
     total = finetune_steps(n, spec.batch_size, spec.steps, spec.epochs)
-    order = batch_order(encoded.lengths, spec.batch_size, total, spec.seed, spec.group_by_length)
-    torch.manual_seed(spec.seed)
+    seed = replicate_seed(spec.seed, checkpoint_dir)
+    order = batch_order(encoded.lengths, spec.batch_size, total, seed, spec.group_by_length)
+    torch.manual_seed(seed)
     if spec.method == "lora":
         model = add_lora(model, spec.lora)
     elif spec.method != "full":
@@ -218,6 +221,7 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
         "schedule": spec.schedule,
         "weight_decay": spec.weight_decay,
         "seed": spec.seed,
+        "order_seed": seed,
         "processes": world,
         "parallel": spec.parallel if world > 1 else None,
         "gradient_checkpointing": spec.gradient_checkpointing,

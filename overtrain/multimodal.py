@@ -19,7 +19,7 @@ image-conditioned tasks. The same training loop as every fine-tune (overtrain.lo
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from overtrain.loop import (
@@ -37,7 +37,7 @@ from overtrain.loop import (
     run_steps,
     warmup_steps_for,
 )
-from overtrain.sft import Encoded, batch_order, encode_examples, finetune_steps, split_micro
+from overtrain.sft import Encoded, batch_order, encode_examples, finetune_steps, replicate_seed, split_micro
 from overtrain.sft import collate as text_collate
 from overtrain.vision import load_vision
 
@@ -212,6 +212,8 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
         raise ValueError(f"unknown LLaVA stage {spec.stage!r}; allowed: projector, full")
     set_threads(spec.threads)
     precision = Precision(spec.device, spec.dtype)
+    run_seed = spec.seed
+    spec = replace(spec, seed=replicate_seed(spec.seed, checkpoint_dir))  # as text fine-tunes draw theirs
     model, tokenizer, processor, image_id = _build(checkpoint_dir, vision_dir, spec, projector_dir)
     model.to(spec.device)
     for name, p in model.named_parameters():
@@ -248,7 +250,7 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
     meta = {"method": "llava", "stage": spec.stage, "base_checkpoint": str(checkpoint_dir),
             "vision": str(vision_dir), "projector_from": str(projector_dir) if projector_dir else None,
             "data": str(data_dir), "split": split, "n_examples": n, "dropped_examples": examples.dropped,
-            "lr": spec.lr, "seed": spec.seed, "steps": total, "epochs": total * spec.batch_size / n,
+            "lr": spec.lr, "seed": run_seed, "order_seed": spec.seed, "steps": total, "epochs": total * spec.batch_size / n,
             "batch_size": spec.batch_size, "grad_accum": spec.grad_accum, "warmup_steps": warmup, "schedule": spec.schedule,
             "feature_layer": spec.feature_layer, "select": spec.select, "image_token_id": image_id,
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

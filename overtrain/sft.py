@@ -95,6 +95,20 @@ def finetune_steps(n_examples: int, batch_size: int, steps: int | None, epochs: 
     return steps if steps is not None else max(1, math.ceil(epochs * n_examples / batch_size))
 
 
+def replicate_seed(seed: int, checkpoint_dir: str | Path) -> int:
+    """The seed of a fine-tune's data order and initial randomness. A checkpoint of the controlled
+    study is one pretraining replicate, and a replicate repeats the whole pipeline: it is
+    fine-tuned with its own draw of (seed, pretraining seed). With one order shared by every
+    replicate, the intervals over replicates missed the data order, and a claim about the
+    training curve (the learning jump) was decided by which batches happened to come first.
+    Hub and local checkpoints (no pretraining seed) use `seed` itself."""
+    meta = Path(checkpoint_dir, "meta.json")
+    pretrain_seed = json.loads(meta.read_text()).get("pretrain_seed") if meta.exists() else None
+    if pretrain_seed is None:
+        return seed
+    return int(np.random.SeedSequence([seed, pretrain_seed]).generate_state(1)[0])
+
+
 def batch_order(
     lengths: list[int], batch_size: int, total_steps: int, seed: int, group_by_length: bool = True, window: int = 8
 ) -> np.ndarray:

@@ -130,3 +130,20 @@ def test_a_diverging_fine_tune_stops_early_and_is_recorded(study, tmp_path):
     assert (tmp_path / "boom" / "train_log.csv").exists()
     calm = tiny_finetune(d / "ckpt", paths["ft_train"], tmp_path / "calm", lr=1e-3, steps=40)
     assert calm["diverged"] is False
+
+
+def test_each_pretraining_replicate_is_fine_tuned_with_its_own_data_order(tmp_path):
+    """A replicate repeats the whole pipeline: checkpoints of different pretraining seeds get
+    different fine-tuning orders from the same run seed; a checkpoint without a pretraining seed
+    (hub, local) uses the run seed itself; and the draw is a pure function of both."""
+    dirs = {}
+    for name, meta in {"s0": {"pretrain_seed": 0}, "s1": {"pretrain_seed": 1}, "hub": {"tokens": 10}}.items():
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        (dirs[name] / "meta.json").write_text(json.dumps(meta))
+    seeds = {name: sft.replicate_seed(0, d) for name, d in dirs.items()}
+    assert seeds["hub"] == 0 and sft.replicate_seed(3, dirs["hub"]) == 3
+    assert seeds["s0"] != seeds["s1"] and sft.replicate_seed(0, dirs["s0"]) == seeds["s0"]
+    assert sft.replicate_seed(1, dirs["s0"]) not in (seeds["s0"], seeds["s1"])  # a second fine-tuning seed
+    orders = {name: sft.batch_order([8] * 40, 8, 10, s) for name, s in seeds.items()}
+    assert not np.array_equal(orders["s0"], orders["s1"])
