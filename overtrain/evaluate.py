@@ -316,7 +316,8 @@ def evaluate_finetuned(
 
     from overtrain.atomic import atomic_write_json
     from overtrain.curves import learning_jump_rows
-    from overtrain.models import load_variant, package_versions
+    from overtrain.models import load_variant
+    from overtrain.provenance import package_versions
 
     ckpt = checkpoint_labels(checkpoint_dir)
     ft_meta = json.loads(Path(finetuned_dir, "meta.json").read_text())
@@ -369,7 +370,8 @@ def evaluate_checkpoint(
     import torch
 
     from overtrain.atomic import atomic_write_json
-    from overtrain.models import load_variant, package_versions
+    from overtrain.models import load_variant
+    from overtrain.provenance import package_versions
     from overtrain.perturb import apply, parse_perturbation
 
     meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())

@@ -18,7 +18,6 @@ from overtrain.loop import (
     DivergenceGuard,
     Precision,
     Resume,
-    code_digest,
     file_digest,
     fingerprint,
     learning_rate,
@@ -28,6 +27,7 @@ from overtrain.loop import (
     run_steps,
     warmup_steps_for,
 )
+from overtrain.provenance import code_digest
 from overtrain.sft import (batch_order, collate, encode_examples, finetune_steps, read_examples, replicate_seed,
                            split_micro)
 
@@ -144,7 +144,8 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
 
     from overtrain.atomic import atomic_directory, atomic_write_json
     from overtrain.distributed import Group, unwrap
-    from overtrain.models import load_variant, package_versions, save_model, set_threads
+    from overtrain.models import load_variant, save_model, set_threads
+    from overtrain.provenance import package_versions
 
     set_threads(spec.threads)
     dist = Group.from_env(spec.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
@@ -191,7 +192,7 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
         fingerprint(spec={k: v for k, v in asdict(spec).items() if k not in ("save_every", "threads")},
                     world=world, data=file_digest(train_jsonl),
                     checkpoint=file_digest(Path(checkpoint_dir, "meta.json")),
-                    code=code_digest("loop", "sft", "finetune", "distributed", "models")),
+                    code=code_digest(__file__)),
     )
     log: list[dict] = []
     diverged = run_steps(

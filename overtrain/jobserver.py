@@ -29,14 +29,21 @@ from pathlib import Path
 
 ENV = "OVERTRAIN_JOBSERVER"  # the socket path, set for the jobs of a run that has a server
 INSIDE = "OVERTRAIN_IN_JOBSERVER"  # set in a forked job: run, do not delegate again
-PRELOAD = ("torch", "transformers", "transformers.modeling_utils", "transformers.core_model_loading",
-           "transformers.models.llama.modeling_llama", "scipy.io",
-           "transformers.integrations.hub_kernels", "lm_eval", "lm_eval.models.huggingface", "lm_eval.evaluator",
-           "lm_eval.tasks", "datasets", "peft", "pandas", "matplotlib.pyplot", "safetensors.torch", "scipy.optimize",
-           "snakemake.script",  # a job script's preamble unpickles its `snakemake` object: ~0.1 s a job
-           # our own modules, as the run's code stood when it started (as Snakemake's rules do)
-           "overtrain.evaluate", "overtrain.lm", "overtrain.finetune", "overtrain.sft", "overtrain.pretrain",
-           "overtrain.loop", "overtrain.connectivity", "overtrain.perturb", "overtrain.curves")
+LIBRARIES = ("torch", "transformers", "transformers.modeling_utils", "transformers.core_model_loading",
+             "transformers.models.llama.modeling_llama", "scipy.io", "transformers.integrations.hub_kernels",
+             "lm_eval", "lm_eval.models.huggingface", "lm_eval.evaluator", "lm_eval.tasks", "datasets", "peft",
+             "pandas", "matplotlib.pyplot", "safetensors.torch", "scipy.optimize",
+             "snakemake.script")  # a job script's preamble unpickles its `snakemake` object: ~0.1 s a job
+
+
+def preload() -> list[str]:
+    """What the server imports before forking jobs: the libraries, then every module of ours
+    that a job script reaches (their import closures: nothing typed by hand), as the run's code
+    stood when it started (as Snakemake's rules do)."""
+    from overtrain.provenance import ROOT, import_closure
+
+    ours = sorted(set().union(*(import_closure(s) for s in sorted((ROOT.parent / "scripts").glob("*.py")))))
+    return list(LIBRARIES) + ours
 
 
 def _send(conn: socket.socket, obj) -> None:
@@ -134,7 +141,7 @@ def serve(path: str, parent: int) -> None:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # never initialise CUDA here
     import importlib
 
-    for name in PRELOAD:
+    for name in preload():
         importlib.import_module(name)
     _warm_up()
     # The preloaded heap (~600k objects) moves to a permanent generation: a child's first full

@@ -232,7 +232,7 @@ def judge_generations(
 ) -> dict:
     """Judge a variant's responses against the reference; write {labels, tokens, rows}."""
     from overtrain.atomic import atomic_write_json
-    from overtrain.models import package_versions
+    from overtrain.provenance import package_versions
 
     from overtrain.evaluate import checkpoint_labels
 

@@ -188,14 +188,6 @@ def file_digest(path: str | Path) -> str:
     return sha256(path)
 
 
-def code_digest(*modules: str) -> str:
-    """Hash of package modules, so a resumed run never continues a state from older code."""
-    h = hashlib.sha256()
-    for name in modules:
-        h.update(Path(__file__).with_name(f"{name}.py").read_bytes())
-    return h.hexdigest()[:16]
-
-
 class Progress:
     """Progress lines for `tail -f` on a job log: step/total, loss, tokens/s, ETA.
 

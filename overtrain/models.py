@@ -7,26 +7,11 @@ safetensors only and remote code stays off unless the caller opts in.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 from pathlib import Path
 
 from overtrain.atomic import atomic_directory, atomic_write_json
-
-VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "datasets", "numpy")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions recorded in every output's metadata, so a number can be traced to its stack."""
-    out = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
+from overtrain.provenance import package_versions
 
 def set_threads(threads: int) -> None:
     """Pin intra-op threads: the same seed and thread count give bit-identical results on CPU."""

@@ -27,7 +27,6 @@ from overtrain.loop import (
     DivergenceGuard,
     Precision,
     Resume,
-    code_digest,
     file_digest,
     fingerprint,
     learning_rate,
@@ -37,6 +36,7 @@ from overtrain.loop import (
     run_steps,
     warmup_steps_for,
 )
+from overtrain.provenance import code_digest
 from overtrain.sft import Encoded, batch_order, encode_examples, finetune_steps, replicate_seed, split_micro
 from overtrain.sft import collate as text_collate
 from overtrain.vision import load_vision
@@ -206,7 +206,8 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
     from overtrain import integrity
     from overtrain.atomic import atomic_directory, atomic_write_json
     from overtrain.images import load_split
-    from overtrain.models import package_versions, save_model, set_threads
+    from overtrain.models import save_model, set_threads
+    from overtrain.provenance import package_versions
 
     if spec.stage not in ("projector", "full"):
         raise ValueError(f"unknown LLaVA stage {spec.stage!r}; allowed: projector, full")
@@ -232,7 +233,7 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
         data=file_digest(Path(data_dir, f"{split}.parquet")), checkpoint=file_digest(Path(checkpoint_dir, "meta.json")),
         vision=file_digest(Path(vision_dir, "meta.json")),
         projector=file_digest(Path(projector_dir, "meta.json")) if projector_dir else None,
-        code=code_digest("loop", "sft", "multimodal", "vision", "models")))
+        code=code_digest(__file__)))
     log: list[dict] = []
     if spec.batch_size % spec.grad_accum:
         raise ValueError(f"batch_size={spec.batch_size} is not divisible by grad_accum={spec.grad_accum}")
@@ -359,7 +360,7 @@ def evaluate(out_json: str | Path, checkpoint_dir: str | Path, vision_dir: str |
     from overtrain.atomic import atomic_write_json
     from overtrain.evaluate import checkpoint_labels
     from overtrain.images import load_split
-    from overtrain.models import package_versions
+    from overtrain.provenance import package_versions
 
     meta = json.loads(Path(finetuned_dir, "meta.json").read_text())
     result = {**labels, **checkpoint_labels(checkpoint_dir), "versions": package_versions()}

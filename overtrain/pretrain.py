@@ -11,7 +11,6 @@ from overtrain.loop import (
     IGNORE,
     Precision,
     Resume,
-    code_digest,
     file_digest,
     fingerprint,
     learning_rate,
@@ -22,6 +21,7 @@ from overtrain.loop import (
     warmup_steps_for,
     wsd_decay_start,
 )
+from overtrain.provenance import code_digest
 
 PRETRAIN_UNSCORED = 3  # <bos>, the topic tag and the first word carry no learnable signal
 
@@ -75,7 +75,7 @@ def _pretrain_batches(language_path: str | Path, spec: PretrainSpec):
 
 def _run_fingerprint(language_path, spec: PretrainSpec, **more) -> str:
     return fingerprint(spec=asdict(spec), language=file_digest(language_path),
-                       code=code_digest("loop", "pretrain", "models", "corpus"), **more)
+                       code=code_digest(__file__), **more)
 
 
 def pretrain(

@@ -51,7 +51,8 @@ def train_vision_encoder(lang, out_dir: str | Path, spec: VisionSpec, *, cells: 
     from overtrain import integrity
     from overtrain.atomic import atomic_directory, atomic_write_json
     from overtrain.images import glyph_bank, glyph_ids, grid_side, render, sentences, topic_colours
-    from overtrain.models import package_versions, set_threads
+    from overtrain.models import set_threads
+    from overtrain.provenance import package_versions
 
     set_threads(spec.threads)
     side = grid_side(cells)

@@ -20,7 +20,7 @@ rule aggregate:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("analysis", "config"),
+        code=code_version("../scripts/aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
@@ -49,7 +49,7 @@ rule analyses:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("analysis", "intervals", "hypotheses", "config"),
+        code=code_version("../scripts/analyses.py"),
         select=config["analysis"]["select"],
         bootstrap=config["analysis"]["bootstrap"],
         min_effect=config["analysis"]["min_effect"],
@@ -83,7 +83,7 @@ rule findings:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("findings", "plots", "intervals"),
+        code=code_version("../scripts/findings.py"),
         experiment=config["experiment"],
         replicates=REPLICATES,
         command=STUDY_COMMAND,

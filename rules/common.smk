@@ -1,4 +1,3 @@
-import hashlib
 import os
 import re
 import sys
@@ -11,6 +10,7 @@ sys.path.insert(0, workflow.basedir)
 from overtrain import config as grid  # noqa: E402
 from overtrain import checkpoints as sources  # noqa: E402
 from overtrain import data as ft_datasets  # noqa: E402
+from overtrain import provenance  # noqa: E402
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")
@@ -298,15 +298,12 @@ THEORY = (
 )
 
 
-def code_version(*modules):
-    """Hash of the package modules a step imports; as a param, editing them reruns the step.
-
-    (Snakemake code triggers see only the script, not the package it imports.)
+def code_version(script):
+    """The code a step runs, as a param: the import closure of its script over the package,
+    hashed (overtrain.provenance), so editing any module the script reaches reruns the step.
+    The argument is the path of the step's own script (a test checks that they agree).
     """
-    h = hashlib.sha256()
-    for name in ("atomic",) + modules:
-        h.update(Path(workflow.basedir, "overtrain", f"{name}.py").read_bytes())
-    return h.hexdigest()[:16]
+    return provenance.code_digest(Path(workflow.basedir, "rules", script).resolve())
 
 
 def model_resources(wildcards, attempt):

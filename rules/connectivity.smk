@@ -18,7 +18,7 @@ rule connectivity:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("connectivity", "evaluate", "lm", "models", "config"),
+        code=code_version("../scripts/connectivity.py"),
         seeds=config["connectivity"]["seeds"],
         alphas=config["connectivity"]["alphas"],
         splits=connectivity_splits,

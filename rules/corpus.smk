@@ -18,7 +18,7 @@ rule synthetic_corpus:
         mem_mb=model_resources,
         runtime=10,
     params:
-        code=code_version("corpus"),
+        code=code_version("../scripts/synthetic_corpus.py"),
         corpus=config["corpus"],
     script:
         "../scripts/synthetic_corpus.py"

@@ -1,5 +1,4 @@
 EVAL_PARAMS = {
-    "code": code_version("evaluate", "lm", "models", "perturb", "curves", "config"),
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
     "task_data": config["evaluate"]["task_data"],
@@ -30,6 +29,7 @@ rule evaluate_checkpoint:
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        code=code_version("../scripts/evaluate_checkpoint.py"),
         splits=SPLITS,
         variants=CHECKPOINT_VARIANTS,
         perturbed_tasks=list(grid.perturbed_splits(config, SPLITS)),
@@ -59,6 +59,7 @@ rule evaluate_finetuned:
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
+        code=code_version("../scripts/evaluate.py"),
         splits=finetuned_splits,
         max_length=eval_max_length,
         trust_remote_code=model_setting("trust_remote_code", False),

@@ -23,6 +23,6 @@ rule figures:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("plots", "analysis"),
+        code=code_version("../scripts/figures.py"),
     script:
         "../scripts/figures.py"

@@ -14,7 +14,7 @@ rule finetune_data:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=model_runtime,
     params:
-        code=code_version("data", "models"),
+        code=code_version("../scripts/finetune_data.py"),
         spec=lambda w: FT_SPECS[w.task],
         n_examples=config["finetune"]["n_examples"],
         n_val=config["finetune"]["n_val"],
@@ -51,7 +51,7 @@ rule finetune:
         cpus_per_gpu=THREADS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("loop", "sft", "finetune", "distributed", "models", "config"),
+        code=code_version("../scripts/finetune.py"),
         # the grid keys (tasks, methods, learning rates, l2, seeds) are wildcards: growing the
         # grid must not rerun the fine-tunes already done; save_every and lora settings only
         # matter where they act (resume; lora runs), so they are read where they are used

@@ -20,7 +20,7 @@ rule judge_model:
         mem_mb=2000,
         runtime=model_runtime,
     params:
-        code=code_version("checkpoints", "models"),
+        code=code_version("../scripts/judge_model.py"),
         source=lambda w: JUDGE[w.role if w.role == "reference" else "model"],
     script:
         "../scripts/judge_model.py"
@@ -44,7 +44,7 @@ rule judge_reference:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("judge", "models"),
+        code=code_version("../scripts/judge_reference.py"),
         prompts=JUDGE.get("prompts"),
         n_prompts=JUDGE.get("n_prompts"),
         reference=JUDGE.get("reference"),
@@ -74,7 +74,7 @@ rule generate:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("judge", "models"),
+        code=code_version("../scripts/generate.py"),
         max_new_tokens=JUDGE.get("max_new_tokens"),
         batch_size=JUDGE.get("batch_size"),
         trust_remote_code=model_setting("trust_remote_code", False),
@@ -103,7 +103,7 @@ rule judge:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("judge", "models"),
+        code=code_version("../scripts/judge.py"),
         kind=JUDGE.get("kind"),
     script:
         "../scripts/judge.py"

@@ -19,7 +19,7 @@ rule multimodal_data:
         mem_mb=model_resources,
         runtime=10,
     params:
-        code=code_version("images", "corpus"),
+        code=code_version("../scripts/multimodal_data.py"),
         data={k: MM[k] for k in ("cells", "cell", "continuation", "noise", "seed", "n")},
         sources=MM.get("data"),
     script:
@@ -45,7 +45,7 @@ if MM["vision"].get("source", "trained") == "trained":
             runtime=model_runtime,
         params:
             **MODEL_JOB_PARAMS,
-            code=code_version("vision", "images", "corpus", "models", "loop"),
+            code=code_version("../scripts/vision_encoder.py"),
             vision=MM["vision"],
             images={k: MM[k] for k in ("cells", "cell", "noise", "seed")},
         script:
@@ -63,7 +63,7 @@ else:
         conda:
             "../envs/torch.yaml"
         params:
-            code=code_version("checkpoints", "integrity"),
+            code=code_version("../scripts/hub_vision.py"),
             vision=MM["vision"],
         script:
             "../scripts/hub_vision.py"
@@ -94,7 +94,7 @@ rule align_projector:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("multimodal", "vision", "loop", "sft", "images", "models"),
+        code=code_version("../scripts/llava.py"),
         stage=MM["stage1"],
         llava={k: MM[k] for k in ("feature_layer", "select")},
         max_len=lambda w: llava_max_len(w),
@@ -124,7 +124,7 @@ rule finetune_llava:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version("multimodal", "vision", "loop", "sft", "images", "models"),
+        code=code_version("../scripts/llava.py"),
         finetune={
             k: v for k, v in config["finetune"].items() if k not in FINETUNE_NON_PARAMS
         },
@@ -156,9 +156,7 @@ rule evaluate_multimodal:
         gpu=GPUS,
     params:
         **MODEL_JOB_PARAMS,
-        code=code_version(
-            "multimodal", "vision", "sft", "images", "evaluate", "lm", "models"
-        ),
+        code=code_version("../scripts/evaluate_multimodal.py"),
         limit=config["evaluate"]["limit"],
         batch_size=MM["batch_size"],
         max_len=lambda w: llava_max_len(w),

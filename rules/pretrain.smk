@@ -23,7 +23,7 @@ rule pretrain:
         mem_mb=model_resources,
         runtime=model_runtime,
     params:
-        code=code_version("corpus", "loop", "pretrain", "models"),
+        code=code_version("../scripts/pretrain.py"),
         # without the budget and seed lists (adding one must not rerun the others) and
         # save_every (where the run saves its resume state changes no number)
         model=lambda w: {
@@ -55,7 +55,7 @@ rule pretrain_stable:
         mem_mb=model_resources,
         runtime=model_runtime,
     params:
-        code=code_version("corpus", "loop", "pretrain", "models"),
+        code=code_version("../scripts/pretrain_stable.py"),
         model=lambda w: {
             k: v
             for k, v in config["models"][w.model].items()
@@ -85,7 +85,7 @@ rule local_checkpoint:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("checkpoints", "models"),
+        code=code_version("../scripts/local_checkpoint.py"),
         tokens=lambda w: config["models"][w.model]["checkpoints"][w.ckpt]["tokens"],
     script:
         "../scripts/local_checkpoint.py"
@@ -107,7 +107,7 @@ rule hub_checkpoint:
         mem_mb=2000,
         runtime=model_runtime,
     params:
-        code=code_version("checkpoints"),
+        code=code_version("../scripts/hub_checkpoint.py"),
         repo=model_setting("repo"),
         tokens=lambda w: HUB_TOKENS[(w.model, w.ckpt)],
         # the lock's pin: a new pin (revisions_lock: refresh) redoes the checkpoint

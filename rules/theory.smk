@@ -18,7 +18,7 @@ rule theory:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_version("theory", "plots"),
+        code=code_version("../scripts/theory.py"),
         theory=config["theory"],
     script:
         "../scripts/theory.py"

@@ -30,17 +30,6 @@ def start(snakemake) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(snakemake.params.get("threads", snakemake.threads)))
 
 
-def model_job(snakemake) -> tuple[str, str]:
-    """Pin the configured threads and resolve (device, dtype) for a job that runs a model.
-
-    A job that asked for a GPU (its gpu resource) and sees none fails here, with the reason.
-    """
-    from overtrain import models
-
-    models.set_threads(snakemake.params.threads)
-    return models.resolve_device(snakemake.params.device, snakemake.params.dtype, snakemake.resources.get("gpu", 0))
-
-
 def eval_data(snakemake) -> dict:
     """The corpus files and prepared fine-tuning data directories (`ft_<task>`) a job reads."""
     return {k: snakemake.input[k] for k in snakemake.input.keys() if k in EVAL_DATA_KEYS or k.startswith("ft_")}

@@ -1,4 +1,5 @@
-from _job import eval_data, model_job, start
+from _job import eval_data, start
+from _model import model_job
 
 start(snakemake)
 

@@ -1,4 +1,5 @@
-from _job import model_job, start
+from _job import start
+from _model import model_job
 
 start(snakemake)
 

@@ -32,14 +32,15 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 600):
-    """Run the repo's workflow in `workdir` with `configfile`; returns the CompletedProcess."""
+def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 600, workflow: Path = REPO):
+    """Run the repo's workflow (or a copy of it) in `workdir` with `configfile`; returns the
+    CompletedProcess."""
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(workflow / "Snakefile"),
         "--directory",
         str(workdir),
         "--configfile",

@@ -1,0 +1,148 @@
+"""Code versions are derived, never typed: a step's hash covers every module its script reaches."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, snakemake
+from overtrain import provenance
+
+
+def _package(root: Path) -> tuple[Path, Path]:
+    """A package `overtrain` with a module reached only through a function-local import, a
+    relative import, a subpackage, an unrelated module, and a script with a sibling helper."""
+    pkg = root / "overtrain"
+    (pkg / "wing").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from overtrain import b\n",
+        "b.py": "def f():\n    from overtrain.wing import c\n    return c\n",
+        "wing/__init__.py": "",
+        "wing/c.py": "from . import d\n",
+        "wing/d.py": "X = 1\n",
+        "unrelated.py": "import overtrain.a\n",
+        "jobserver.py": "Y = 2\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    scripts = root / "scripts"
+    scripts.mkdir()
+    (scripts / "_helper.py").write_text("def start():\n    from overtrain import jobserver\n")
+    (scripts / "step.py").write_text("from _helper import start\nimport json\nfrom overtrain.a import b\n")
+    return pkg, scripts / "step.py"
+
+
+def test_the_closure_follows_function_local_relative_and_helper_imports(tmp_path):
+    pkg, script = _package(tmp_path)
+    closure = provenance.import_closure(script, root=pkg)
+    assert closure == ["overtrain", "overtrain.a", "overtrain.b", "overtrain.wing", "overtrain.wing.c",
+                       "overtrain.wing.d"]  # not `unrelated`, nor the exempt job server
+    assert provenance.import_closure("overtrain.wing.c", root=pkg) == ["overtrain", "overtrain.wing",
+                                                                        "overtrain.wing.c", "overtrain.wing.d"]
+
+
+def test_editing_a_reached_module_changes_the_digest_and_an_unreached_one_does_not(tmp_path):
+    pkg, script = _package(tmp_path)
+    before = provenance.code_digest(script, root=pkg)
+    provenance._direct_imports.cache_clear()
+    (pkg / "unrelated.py").write_text("import overtrain.a\nZ = 3\n")
+    (pkg / "jobserver.py").write_text("Y = 3\n")
+    assert provenance.code_digest(script, root=pkg) == before
+    (pkg / "wing" / "d.py").write_text("X = 2\n")  # two imports away, one of them inside a function
+    assert provenance.code_digest(script, root=pkg) != before
+
+
+def _rule_blocks() -> dict[str, str]:
+    blocks = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+            if m := re.search(r"^\s*rule (\w+):", block):
+                blocks[m[1]] = block
+    return blocks
+
+
+def test_every_rule_with_a_script_hashes_that_script_and_nothing_is_typed():
+    blocks = _rule_blocks()
+    scripted = {name: b for name, b in blocks.items() if "script:" in b}
+    assert len(scripted) >= 20
+    for name, block in scripted.items():
+        script = re.search(r'script:\s*\n\s*"([^"]+)"', block)[1]
+        assert f'code=code_version("{script}")' in block, f"rule {name}: its code param must hash {script}"
+        closure = provenance.import_closure((REPO / "rules" / script).resolve())
+        assert closure and closure[0] == "overtrain", name
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert "def code_version(script)" in common
+
+
+def test_the_job_server_preloads_every_module_a_job_script_reaches():
+    from overtrain import jobserver
+
+    preloaded = set(jobserver.preload())
+    for script in (REPO / "scripts").glob("*.py"):
+        assert set(provenance.import_closure(script)) <= preloaded, script.name
+    assert "overtrain.jobserver" not in preloaded
+
+
+def test_resume_states_are_keyed_by_the_training_modules_closure():
+    from overtrain import finetune
+
+    closure = provenance.import_closure(finetune.__file__)
+    assert {"overtrain.finetune", "overtrain.loop", "overtrain.sft", "overtrain.models"} <= set(closure)
+
+
+def _script_of_rules() -> dict[str, Path]:
+    return {name: (REPO / "rules" / re.search(r'script:\s*\n\s*"([^"]+)"', b)[1]).resolve()
+            for name, b in _rule_blocks().items() if "script:" in b}
+
+
+# The modules whose edits were not rerun before code versions were derived (six of them), the
+# ground every model job stands on, a figure-only module and one that is exempt on purpose.
+EDITED = ["overtrain/intervals.py", "overtrain/analysis.py", "overtrain/config.py", "overtrain/curves.py",
+          "overtrain/integrity.py", "overtrain/perturb.py", "overtrain/models.py", "overtrain/plots.py",
+          "overtrain/jobserver.py"]
+
+
+@pytest.mark.e2e
+def test_editing_a_module_of_a_finished_study_reruns_exactly_the_rules_that_import_it(micro_run, tmp_path):
+    """A finished micro study, and a copy of the workflow (mtimes kept: Snakemake triggers a
+    script rule on its script's mtime): each edit of one module makes Snakemake plan exactly the
+    rules whose scripts reach it (status 'params changed'), no other."""
+    import shutil
+
+    work, configfile = micro_run
+    copy = tmp_path / "workflow"
+    copy.mkdir()
+    for name in ("Snakefile", "config.yaml", "configs", "rules", "scripts", "overtrain", "schemas", "report", "envs",
+                 "profiles"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, copy / name)  # keeps mtimes
+    scripts = _script_of_rules()
+
+    def changed() -> dict[str, set[str]]:
+        r = snakemake(work, configfile, "-n", "--summary", workflow=copy)
+        assert r.returncode == 0, r.stderr[-2000:]
+        rows = [line.split("\t") for line in r.stdout.splitlines() if line.count("\t") >= 5]
+        status: dict[str, set[str]] = {}
+        for row in rows[1:]:
+            status.setdefault(row[4], set()).add(row[2])
+        return status
+
+    untouched = changed()
+    assert set(untouched) == {"ok"}, untouched
+    in_study = untouched["ok"]
+    for module in EDITED:
+        path = copy / module
+        original = path.read_text()
+        path.write_text(original + "\n# an edit\n")
+        try:
+            status = changed()
+        finally:
+            path.write_text(original)
+        name = module.removesuffix(".py").replace("/", ".")
+        expected = {rule for rule in in_study if name in provenance.import_closure(
+            copy / scripts[rule].relative_to(REPO), root=copy / "overtrain")}
+        assert expected or name in provenance.EXEMPT, module
+        assert status.get("params changed", set()) == expected, module
+        assert set(status) <= {"ok", "params changed"}, status
+    assert "overtrain.jobserver" in provenance.EXEMPT
+
