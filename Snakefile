@@ -20,11 +20,10 @@ include: "rules/common.smk"
 wildcard_constraints:
     model="|".join(re.escape(m) for m in config["models"]),
     ckpt=r"[A-Za-z0-9_.-]+",
-    task=r"[A-Za-z0-9_]+",
-    run=r"(full|lora|llava)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
-    pert=r"gauss-g[0-9.e+-]+-s[0-9]+|rtn-int[0-9]+",
-    group=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?",
-    variant=r"base|ft-[A-Za-z0-9_]+-(full|lora|llava)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
+    task=ids.TASK,
+    run=ids.unnamed(ids.RUN_PATTERN),
+    group=ids.unnamed(ids.GROUP_PATTERN, ("full", "lora")),
+    variant=f"base|ft-{ids.TASK}-{ids.unnamed(ids.RUN_PATTERN)}",
 
 
 include: "rules/corpus.smk"

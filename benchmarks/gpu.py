@@ -94,7 +94,10 @@ def main() -> None:
 
     import torch
 
-    from overtrain import checkpoints, evaluate, loop, models, sft
+    from overtrain import models
+    from overtrain.evaluation import evaluate
+    from overtrain.sources import checkpoints
+    from overtrain.training import loop, sft
 
     device, dtype = models.resolve_device(a.device, a.dtype, gpus=1 if a.device == "auto" and torch.cuda.is_available() else 0)
     if a.threads:

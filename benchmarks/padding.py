@@ -10,7 +10,8 @@ def p6_padding(n_examples: int, steps: int, batch: int = 8) -> dict:
     import numpy as np
     import torch
 
-    from overtrain import loop, models, sft
+    from overtrain import models
+    from overtrain.training import loop, sft
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

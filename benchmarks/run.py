@@ -34,10 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 import padding  # benchmarks/padding.py: P6
 import verdicts  # benchmarks/verdicts.py: P7
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -139,7 +138,9 @@ def p1_before(config: dict) -> dict:
 def p2_training(steps: int, threads: int = 1) -> dict:
     import torch
 
-    from overtrain import corpus, loop, models, pretrain
+    from overtrain import models
+    from overtrain.sources import corpus
+    from overtrain.training import loop, pretrain
 
     torch.set_num_threads(threads)
     lang = corpus.build_language()
@@ -225,7 +226,9 @@ def p3_evaluation(limit: int, repeats: int = 3) -> dict:
     import torch
     from lm_eval.tasks import TaskManager
 
-    from overtrain import corpus, evaluate, models
+    from overtrain import models
+    from overtrain.evaluation import evaluate, tasks
+    from overtrain.sources import corpus
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="overtrain-p3-"))
@@ -238,7 +241,7 @@ def p3_evaluation(limit: int, repeats: int = 3) -> dict:
     task_dir = work / "tasks"
     task_dir.mkdir()
     for name in splits:
-        (task_dir / f"{name}.yaml").write_text(evaluate.task_yaml(name, paths[evaluate.SYNTHETIC_TASKS[name][0]]))
+        (task_dir / f"{name}.yaml").write_text(tasks.task_yaml(name, paths[tasks.SYNTHETIC_TASKS[name][0]]))
 
     def bare() -> float:
         t = time.perf_counter()

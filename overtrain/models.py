@@ -13,6 +13,7 @@ from pathlib import Path
 from overtrain.atomic import atomic_directory, atomic_write_json
 from overtrain.provenance import package_versions
 
+
 def set_threads(threads: int) -> None:
     """Pin intra-op threads: the same seed and thread count give bit-identical results on CPU."""
     import torch

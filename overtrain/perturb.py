@@ -15,20 +15,8 @@ scale = max|row| / (2^(bits-1) - 1); each weight moves by at most half a step.
 from __future__ import annotations
 
 import re
-
-GAUSSIAN_ID = re.compile(r"^gauss-g(?P<gamma>[0-9.e+-]+)-s(?P<seed>[0-9]+)$")
-RTN_ID = re.compile(r"^rtn-int(?P<bits>[0-9]+)$")
-
-
-def parse_perturbation(pert_id: str) -> dict:
-    """'gauss-g0.1-s0' → gaussian γ=0.1 seed 0; 'rtn-int8' → 8-bit round-to-nearest."""
-    if m := GAUSSIAN_ID.match(pert_id):
-        return {"kind": "gaussian", "gamma": float(m["gamma"]), "seed": int(m["seed"])}
-    if m := RTN_ID.match(pert_id):
-        return {"kind": "rtn", "bits": int(m["bits"])}
-    raise ValueError(
-        f"unknown perturbation id {pert_id!r}; expected gauss-g<gamma>-s<seed> or rtn-int<bits>"
-    )
+from dataclasses import dataclass
+from typing import Callable
 
 
 def perturbed_parameter_names(model) -> list[str]:
@@ -76,10 +64,73 @@ def rtn_(model, bits: int) -> None:
                 p.copy_(quantize_rtn(p.reshape(p.shape[0], -1), bits).reshape(p.shape))
 
 
+# --- the registry: one entry per kind --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of perturbation, and all the workflow needs of it: its variant ids (from its
+    config section perturb.<section>), how an id parses and applies, the metrics.csv columns its
+    rows carry, and how tables and claims name it. A new kind is one entry here, its section in
+    the schema, and (if its parameter is new) a column of metrics.csv (a contract change)."""
+
+    name: str  # the `perturbation` column
+    section: str  # perturb.<section> in the config
+    pattern: str  # its variant id, with named groups
+    ids: Callable[[dict], list[str]]  # perturb.<section> → its variant ids
+    settings: Callable[[dict], dict]  # the id's named groups → the settings apply() takes
+    apply: Callable[[object, dict], None]  # in place, on a loaded model
+    parameter: str  # the metrics.csv column its curves differ by
+    label: Callable[[float], str]  # a condition in tables ("noise γ=0.1")
+    claim: str  # progressive sensitivity to …
+    claim_condition: Callable[[float], str]  # a condition in hypotheses.csv ("γ=0.1")
+    source: str  # where the claim comes from
+
+    def columns(self, settings: dict) -> dict:
+        """Its rows' metrics.csv labels: the kind and its parameters (a seed where it has one)."""
+        return {"perturbation": self.name, **{k: v for k, v in settings.items() if k != "kind"}}
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):g}"
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(name="gaussian", section="gaussian", pattern=r"gauss-g(?P<gamma>[0-9.e+-]+)-s(?P<seed>[0-9]+)",
+             ids=lambda c: [f"gauss-g{_fmt(g)}-s{s}" for g in c["gammas"] for s in c["seeds"]],
+             settings=lambda m: {"gamma": float(m["gamma"]), "seed": int(m["seed"])},
+             apply=lambda model, s: gaussian_(model, s["gamma"], s["seed"], s.get("sigma_init")),
+             parameter="gamma", label=lambda g: f"noise γ={g:g}", claim="Gaussian noise",
+             claim_condition=lambda g: f"γ={g:g}", source="Springer et al. 2025 §3.3"),
+        Kind(name="rtn", section="quantize", pattern=r"rtn-int(?P<bits>[0-9]+)",
+             ids=lambda c: [f"rtn-int{b}" for b in c["bits"]],
+             settings=lambda m: {"bits": int(m["bits"])},
+             apply=lambda model, s: rtn_(model, s["bits"]),
+             parameter="bits", label=lambda b: f"rtn int{int(b)}", claim="quantization",
+             claim_condition=lambda b: f"RTN int{int(b)}", source="Springer et al. 2025 §3.3 (Kumar et al. 2024)"),
+    )
+}
+ID_PATTERN = "|".join(k.pattern for k in KINDS.values())  # every perturbed variant id
+
+
+def variant_ids(perturb: dict) -> list[str]:
+    """The perturbed variants the config's `perturb` section asks for, kind by kind."""
+    return [v for kind in KINDS.values() for v in kind.ids(perturb.get(kind.section) or {})]
+
+
+def parse_perturbation(pert_id: str) -> dict:
+    """'gauss-g0.1-s0' → {kind: gaussian, gamma: 0.1, seed: 0}; 'rtn-int8' → {kind: rtn, bits: 8}."""
+    for kind in KINDS.values():
+        if m := re.fullmatch(kind.pattern, pert_id):
+            return {"kind": kind.name, **kind.settings(m.groupdict())}
+    expected = " or ".join(re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", k.pattern) for k in KINDS.values())
+    raise ValueError(f"unknown perturbation id {pert_id!r}; expected {expected}")
+
+
 def apply(model, perturbation: dict) -> None:
-    if perturbation["kind"] == "gaussian":
-        gaussian_(model, perturbation["gamma"], perturbation["seed"], perturbation.get("sigma_init"))
-    elif perturbation["kind"] == "rtn":
-        rtn_(model, perturbation["bits"])
-    else:
-        raise ValueError(f"unknown perturbation kind {perturbation['kind']!r}; allowed: gaussian, rtn")
+    """Apply a parsed perturbation to `model` in place."""
+    kind = KINDS.get(perturbation["kind"])
+    if kind is None:
+        raise ValueError(f"unknown perturbation kind {perturbation['kind']!r}; allowed: {', '.join(KINDS)}")
+    kind.apply(model, perturbation)

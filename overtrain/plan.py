@@ -64,7 +64,7 @@ def header_parameters(path: Path) -> int:
 
 def hub_parameters(repo: str, revision: str) -> tuple[float | None, str, int | None]:
     """(parameters, where the number comes from, download bytes) of one Hub revision."""
-    from overtrain.checkpoints import cached_refs, hub_cache_dir
+    from overtrain.sources.checkpoints import cached_refs, hub_cache_dir
 
     commit = cached_refs(repo).get(revision)
     snap = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "snapshots" / (commit or "-")
@@ -213,7 +213,7 @@ def resolved_config(configfile: str, snakefile: Path) -> dict:
     import yaml
     from snakemake.utils import validate
 
-    from overtrain.checkpoints import resolve_hub
+    from overtrain.sources.checkpoints import resolve_hub
 
     root = snakefile.resolve().parent
     user = yaml.safe_load(Path(configfile).read_text()) or {}

@@ -7,17 +7,17 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
+from overtrain import checks, ids, provenance  # noqa: E402
 from overtrain import config as grid  # noqa: E402
-from overtrain import checkpoints as sources  # noqa: E402
-from overtrain import data as ft_datasets  # noqa: E402
-from overtrain import provenance  # noqa: E402
+from overtrain.sources import checkpoints as sources  # noqa: E402
+from overtrain.sources import data as ft_datasets  # noqa: E402
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")
 except WorkflowError:
     schema = Path(workflow.basedir, "schemas", "config.schema.yaml")
     raise WorkflowError(
-        f"Invalid config: {grid.explain_schema_error(config, schema)}"
+        f"Invalid config: {checks.explain_schema_error(config, schema)}"
     ) from None
 # Each fine-tuning task's dataset spec (its format decides its own evaluation sets).
 FT_SPECS = {
@@ -26,7 +26,7 @@ FT_SPECS = {
     if t in ft_datasets.TASKS or t in config["finetune"]["datasets"]
 }
 try:
-    grid.check(config, known_ft_tasks=set(ft_datasets.TASKS), specs=FT_SPECS)
+    checks.check(config, known_ft_tasks=set(ft_datasets.TASKS), specs=FT_SPECS)
 except grid.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
 
@@ -88,9 +88,6 @@ SPLITS = grid.eval_splits(config, FT_SPECS)  # the base checkpoint and its pertu
 def finetuned_splits(w):
     """A fine-tune's evaluation tasks: its own val/test sets, the others' tests as ood."""
     return grid.eval_splits(config, FT_SPECS, w.task)
-
-
-NEEDS_CORPUS = grid.synthetic_tasks_used(config)
 
 
 def models_with_source(source):

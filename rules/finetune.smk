@@ -36,7 +36,7 @@ rule finetune:
     benchmark:
         f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
     wildcard_constraints:
-        run=r"(full|lora)-lr[0-9.e+-]+(-l2[0-9.e+-]+)?-s[0-9]+",
+        run=ids.unnamed(ids.RUN_PATTERN, ("full", "lora")),
     conda:
         "../envs/torch.yaml"
     threads: THREADS * PROCESSES

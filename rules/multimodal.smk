@@ -114,7 +114,7 @@ rule finetune_llava:
     benchmark:
         f"{BENCH}/finetune/{{model}}/{{ckpt}}/{{task}}/{{run}}.tsv"
     wildcard_constraints:
-        run=r"llava-lr[0-9.e+-]+-s[0-9]+",
+        run=ids.unnamed(ids.RUN_PATTERN, ("llava",)),
     conda:
         "../envs/torch.yaml"
     threads: THREADS
@@ -146,7 +146,7 @@ rule evaluate_multimodal:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{ckpt}}/mm-{{task}}-{{run}}.tsv"
     wildcard_constraints:
-        run=r"llava-lr[0-9.e+-]+-s[0-9]+",
+        run=ids.unnamed(ids.RUN_PATTERN, ("llava",)),
     conda:
         "../envs/torch.yaml"
     threads: THREADS

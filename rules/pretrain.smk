@@ -3,7 +3,7 @@ rule pretrain:
         language=CORPUS["language"],
         tokenizer=CORPUS["tokenizer"],
         stable=lambda w: (
-            f"{R}/stable/{w.model}/s{grid.parse_pretrain_ckpt(w.ckpt)[1]}"
+            f"{R}/stable/{w.model}/s{ids.parse_pretrain_ckpt(w.ckpt)[1]}"
             if config["models"][w.model].get("branching")
             else []
         ),
@@ -15,7 +15,7 @@ rule pretrain:
         f"{BENCH}/pretrain/{{model}}/{{ckpt}}.tsv"
     wildcard_constraints:
         model=models_with_source("pretrain"),
-        ckpt=r"tok[0-9]+-s[0-9]+",
+        ckpt=ids.unnamed(ids.CKPT_PATTERN),
     conda:
         "../envs/torch.yaml"
     threads: THREADS

@@ -3,12 +3,13 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import connectivity  # noqa: E402
-from overtrain.evaluate import checkpoint_labels  # noqa: E402
-from overtrain.config import own_val_task, parse_run_id  # noqa: E402
+from overtrain.config import own_val_task  # noqa: E402
+from overtrain.evaluation import connectivity  # noqa: E402
+from overtrain.evaluation.evaluate import checkpoint_labels  # noqa: E402
+from overtrain.ids import parse_group_id  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
-run = parse_run_id(f"{w.group}-s0")
+run = parse_group_id(w.group)
 labels = {
     "model": w.model, "ckpt": w.ckpt, **checkpoint_labels(snakemake.input.checkpoint), "ft_task": w.task,
     "ft_method": run["method"], "lr": run["lr"], "l2": run["l2"],

@@ -3,8 +3,8 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import evaluate  # noqa: E402
-from overtrain.config import parse_run_id  # noqa: E402
+from overtrain.evaluation import evaluate  # noqa: E402
+from overtrain.ids import parse_run_id  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
 run = parse_run_id(w.run)

@@ -3,7 +3,7 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import evaluate  # noqa: E402
+from overtrain.evaluation import evaluate  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
 device, dtype = model_job(snakemake)

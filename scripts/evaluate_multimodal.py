@@ -3,8 +3,8 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import multimodal  # noqa: E402
-from overtrain.config import parse_run_id  # noqa: E402
+from overtrain.evaluation import multimodal  # noqa: E402
+from overtrain.ids import parse_run_id  # noqa: E402
 
 w, p, inp = snakemake.wildcards, snakemake.params, snakemake.input
 run = parse_run_id(w.run)

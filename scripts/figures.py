@@ -4,7 +4,7 @@ start(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from overtrain import plots  # noqa: E402
+from overtrain.analysis import plots  # noqa: E402
 
 i, out = snakemake.input, snakemake.output
 metrics = pd.read_csv(i.metrics)

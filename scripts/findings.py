@@ -4,7 +4,7 @@ start(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from overtrain import findings  # noqa: E402
+from overtrain.analysis import findings  # noqa: E402
 from overtrain.atomic import atomic_write_text  # noqa: E402
 
 i, p = snakemake.input, snakemake.params

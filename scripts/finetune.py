@@ -3,8 +3,8 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import finetune  # noqa: E402
-from overtrain.config import parse_run_id  # noqa: E402
+from overtrain.ids import parse_run_id  # noqa: E402
+from overtrain.training import finetune  # noqa: E402
 
 p = snakemake.params
 device, dtype = model_job(snakemake)

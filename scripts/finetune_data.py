@@ -2,7 +2,7 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import data  # noqa: E402
+from overtrain.sources import data  # noqa: E402
 
 p = snakemake.params
 meta = data.prepare(

@@ -3,8 +3,8 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import judge  # noqa: E402
-from overtrain.config import parse_variant  # noqa: E402
+from overtrain.evaluation import judge  # noqa: E402
+from overtrain.ids import parse_variant  # noqa: E402
 
 w, p = snakemake.wildcards, snakemake.params
 device, dtype = model_job(snakemake)

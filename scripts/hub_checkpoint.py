@@ -2,7 +2,7 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import checkpoints  # noqa: E402
+from overtrain.sources import checkpoints  # noqa: E402
 
 meta = checkpoints.download_hub(
     snakemake.params.repo,

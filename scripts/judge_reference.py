@@ -3,7 +3,7 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import judge  # noqa: E402
+from overtrain.evaluation import judge  # noqa: E402
 
 p = snakemake.params
 device, dtype = model_job(snakemake)

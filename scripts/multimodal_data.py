@@ -2,7 +2,7 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import corpus, images  # noqa: E402
+from overtrain.sources import corpus, images  # noqa: E402
 
 p = snakemake.params.data
 if snakemake.wildcards.task == "llava":  # LLaVA conversations with images, through datasets

@@ -2,8 +2,8 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import pretrain  # noqa: E402
-from overtrain.config import parse_pretrain_ckpt  # noqa: E402
+from overtrain.ids import parse_pretrain_ckpt  # noqa: E402
+from overtrain.training import pretrain  # noqa: E402
 
 m = snakemake.params.model
 budget, seed = parse_pretrain_ckpt(snakemake.wildcards.ckpt)

@@ -2,7 +2,7 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import pretrain  # noqa: E402
+from overtrain.training import pretrain  # noqa: E402
 
 m = snakemake.params.model
 if m["optimizer"]["schedule"] != "wsd":

@@ -2,7 +2,7 @@ from _job import start
 
 start(snakemake)
 
-from overtrain import corpus  # noqa: E402
+from overtrain.sources import corpus  # noqa: E402
 
 c = snakemake.params.corpus
 lang = corpus.build_language(

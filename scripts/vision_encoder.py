@@ -3,7 +3,8 @@ from _model import model_job
 
 start(snakemake)
 
-from overtrain import corpus, vision  # noqa: E402
+from overtrain.sources import corpus  # noqa: E402
+from overtrain.training import vision  # noqa: E402
 
 p = snakemake.params
 model_job(snakemake)

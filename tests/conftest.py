@@ -66,7 +66,7 @@ TINY_OPT = {
 
 def tiny_spec(**changes):
     """The tiny pretraining run of the unit tests (8 × 32 tokens per step)."""
-    from overtrain.pretrain import PretrainSpec
+    from overtrain.training.pretrain import PretrainSpec
 
     return PretrainSpec(**{"architecture": TINY_ARCH, "optimizer": TINY_OPT, "batch_size": 8, "seq_len": 32,
                            "seed": 0, "data_seed": 1, **changes})
@@ -74,7 +74,7 @@ def tiny_spec(**changes):
 
 def tiny_finetune(checkpoint, data, out, **changes):
     """Fine-tune with the unit tests' settings (8 examples per step, lr 1e-3, 12 steps)."""
-    from overtrain.finetune import FinetuneSpec, finetune
+    from overtrain.training.finetune import FinetuneSpec, finetune
 
     settings = {"lr": 1e-3, "steps": 12, "batch_size": 8, "max_len": 32, "warmup_steps": 2, "schedule": "cosine",
                 "weight_decay": 0.0, "grad_clip": 1.0, "seed": 0, **changes}
@@ -86,7 +86,8 @@ def tiny_study(tmp_path_factory):
     """A small language on disk (language.npz, tok/, JSONL data) and a checkpoint ckpt/."""
     import torch
 
-    from overtrain import corpus, pretrain
+    from overtrain.sources import corpus
+    from overtrain.training import pretrain
 
     d = tmp_path_factory.mktemp("study")
     lang = corpus.build_language(topics=8, seed=3)

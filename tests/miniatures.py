@@ -182,7 +182,7 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
         judge["enabled"] = False  # the instruct miniature runs the judge; this one runs FSDP2
     if judge.get("enabled"):
         fill_hub_cache(hf_home, JUDGE_REPO, ["main"], data, family="llama", tokenizer_file=real_data.OLMO_TOKENIZER)
-        from overtrain.data import CHAT_FORMATS, task_spec
+        from overtrain.sources.data import CHAT_FORMATS, task_spec
 
         instruction_task = next(t for t in ft["tasks"] if task_spec(t, ft["datasets"])["format"] in CHAT_FORMATS)
         judge.update(prompts=instruction_task, n_prompts=4, max_new_tokens=8, batch_size=4,

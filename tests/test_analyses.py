@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from overtrain import analysis, connectivity, theory
+from overtrain.analysis import tables, theory
+from overtrain.evaluation import connectivity
 
 
 def test_barrier_of_known_curves():
@@ -57,15 +58,15 @@ def u_curve(tokens, seeds, center, noise=0.0, rng=None):
 
 def test_inflection_of_a_known_u_shape():
     tokens = [1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6]
-    res = analysis.inflection(u_curve(tokens, [0, 1, 2], 8e5), higher_is_better=False, n_boot=200)
+    res = tables.inflection(u_curve(tokens, [0, 1, 2], 8e5), higher_is_better=False, n_boot=200)
     assert res["t_star"] == 8e5 and res["interior"]
     assert res["ci_low"] == res["ci_high"] == 8e5  # identical seeds: no uncertainty
     noisy = u_curve(tokens, range(8), 8e5, noise=0.8, rng=np.random.default_rng(0))
-    res = analysis.inflection(noisy, higher_is_better=False, n_boot=500)
+    res = tables.inflection(noisy, higher_is_better=False, n_boot=500)
     assert res["ci_low"] <= res["t_star"] <= res["ci_high"] and res["n_seeds"] == 8
     assert res["ci_low"] < res["ci_high"]  # noise gives a real interval
     mono = pd.DataFrame({"tokens": tokens, "seed": 0, "value": -np.log(tokens)})
-    assert analysis.inflection(mono, higher_is_better=False)["interior"] is False
+    assert tables.inflection(mono, higher_is_better=False)["interior"] is False
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_inflection_of_a_known_u_shape():
     ],
 )
 def test_learning_rate_trend_classes(lrs, trend):
-    assert analysis.lr_trend([1e5, 1e6, 1e7, 1e8], lrs) == trend
+    assert tables.lr_trend([1e5, 1e6, 1e7, 1e8], lrs) == trend
 
 
 def test_best_learning_rate_uses_validation_mean_over_seeds():
@@ -90,9 +91,9 @@ def test_best_learning_rate_uses_validation_mean_over_seeds():
                          "split": "val", "metric": "loss", "value": v})
             rows.append({**rows[-1], "eval_task": "synth_ft_ppl", "split": "id", "value": 9 - v})
     df = pd.DataFrame(rows)
-    best = analysis.best_learning_rates(df, {"task": "synth_ft_val_ppl", "metric": "loss", "higher_is_better": False})
+    best = tables.best_learning_rates(df, {"task": "synth_ft_val_ppl", "metric": "loss", "higher_is_better": False})
     assert best["lr"].tolist() == [3e-3]  # mean 1.1 < 1.2; the id split does not decide
-    tuned = analysis.tuned_metrics(df.reindex(columns=analysis.METRIC_COLUMNS), best)
+    tuned = tables.tuned_metrics(df.reindex(columns=tables.METRIC_COLUMNS), best)
     assert set(tuned["lr"]) == {3e-3}
 
 

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from overtrain import analysis
-from overtrain.plots import format_tokens
+from overtrain.analysis import tables
+from overtrain.analysis.formatting import format_tokens
 
 
 def write_eval(path, **labels):
@@ -23,10 +23,10 @@ def test_metrics_table_follows_the_contract(tmp_path):
         write_eval(tmp_path / "c.json", model="m", ckpt="tok1", tokens=1000, variant="finetuned", ft_task="synth_ft", lr=1e-3, seed=0, pt=3.5),
         write_eval(tmp_path / "d.json", model="m", ckpt="tok1", tokens=1000, variant="perturbed", perturbation="gaussian", gamma=0.1, seed=0, pt=3.2),
     ]
-    df = analysis.metrics_table(files)
-    assert list(df.columns) == analysis.METRIC_COLUMNS
-    contract = [c for c in df.columns if c in analysis.CONTRACT_COLUMNS]
-    assert contract == analysis.CONTRACT_COLUMNS  # the contract's columns, in its order
+    df = tables.metrics_table(files)
+    assert list(df.columns) == tables.METRIC_COLUMNS
+    contract = [c for c in df.columns if c in tables.CONTRACT_COLUMNS]
+    assert contract == tables.CONTRACT_COLUMNS  # the contract's columns, in its order
     assert len(df) == 9  # 4 evaluations × 2 rows + 1 forgetting row
     assert df["tokens"].tolist()[:7] == [1000] * 7  # sorted by tokens, then variant
     assert df["variant"].tolist()[:7] == ["base"] * 2 + ["finetuned"] * 3 + ["perturbed"] * 2
@@ -36,12 +36,12 @@ def test_metrics_table_follows_the_contract(tmp_path):
     base = df[df["variant"] == "base"]
     assert base["lr"].isna().all() and base["gamma"].isna().all() and base["seed"].isna().all()
     out = tmp_path / "metrics.csv"
-    analysis.write_csv(df, out)
+    tables.write_csv(df, out)
     back = pd.read_csv(out)
-    assert list(back.columns) == analysis.METRIC_COLUMNS
+    assert list(back.columns) == tables.METRIC_COLUMNS
     assert ",base,,,,,,,,,,,,synth_ft_mc,id,acc,0.5" in out.read_text()  # empty cells where n/a
 
-    summary = analysis.pretrain_loss_by_variant(df)
+    summary = tables.pretrain_loss_by_variant(df)
     row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "noise γ=0.1")]
     assert row["increase"].item() == pytest.approx(0.2)
     row = summary[(summary["tokens"] == 1000) & (summary["condition"] == "fine-tune full lr=0.001")]
@@ -51,7 +51,7 @@ def test_metrics_table_follows_the_contract(tmp_path):
 def test_unknown_variant_is_rejected(tmp_path):
     f = write_eval(tmp_path / "x.json", model="m", ckpt="c", tokens=1, variant="weird", pt=1.0)
     with pytest.raises(ValueError, match="unknown variants"):
-        analysis.metrics_table([f])
+        tables.metrics_table([f])
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_prompt_spread_rows(tmp_path):
     ]
     f = tmp_path / "e.json"
     f.write_text(json.dumps({"model": "m", "ckpt": "c", "tokens": 5, "variant": "base", "rows": rows}))
-    df = analysis.metrics_table([f])
+    df = tables.metrics_table([f])
     spread = df[df["metric"] == "prompt_spread_acc"]
     assert len(spread) == 1 and spread["value"].item() == pytest.approx(0.3)
     assert spread["eval_task"].item() == "synth_ft_mc"
@@ -80,6 +80,6 @@ def test_pretrain_loss_summary_without_perturbations(tmp_path):
         write_eval(tmp_path / "a.json", model="m", ckpt="c", tokens=10, variant="base", pt=2.0),
         write_eval(tmp_path / "b.json", model="m", ckpt="c", tokens=10, variant="finetuned", ft_task="t", lr=1e-3, seed=0, pt=2.5),
     ]
-    summary = analysis.pretrain_loss_by_variant(analysis.metrics_table(files))
+    summary = tables.pretrain_loss_by_variant(tables.metrics_table(files))
     assert summary["condition"].tolist() == ["base", "fine-tune full lr=0.001"]
     assert summary["increase"].tolist() == pytest.approx([0.0, 0.5])

@@ -4,10 +4,9 @@
 import re
 from types import SimpleNamespace
 
+from conftest import REPO, snakemake
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
-
-from conftest import REPO, snakemake
 
 
 class Resources(dict):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from overtrain import corpus
+from overtrain.sources import corpus
 
 
 def test_same_seed_same_language_and_files(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from overtrain import corpus, data
+from overtrain.sources import corpus, data
 
 
 def write_jsonl(path, rows):

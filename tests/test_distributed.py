@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from overtrain import finetune
+from overtrain.training import finetune
 
 
 @pytest.fixture(scope="module")

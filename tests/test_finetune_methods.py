@@ -4,10 +4,12 @@ import csv
 
 import pytest
 import torch
+from conftest import tiny_finetune
 from safetensors.torch import load_file
 
-from conftest import tiny_finetune
-from overtrain import curves, models, sft
+from overtrain import models
+from overtrain.evaluation import curves
+from overtrain.training import sft
 
 FT = dict(lr=3e-3)
 LORA = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}

@@ -10,9 +10,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import MICRO, REPO, write_config
-from overtrain import checkpoints, corpus, models
+
+from overtrain import models
+from overtrain.sources import checkpoints, corpus
 
 REPO_ID = "overtrain-test/tiny-llama"
 REVISIONS = {"step1000-tokens4B": 0, "step2000-tokens8B": 1, "step3000-tokens13B": 2}

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overtrain import hypotheses
-from overtrain.analysis import METRIC_COLUMNS
+from overtrain.analysis import hypotheses
+from overtrain.analysis.tables import METRIC_COLUMNS
 
 TOKENS = [1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6]
 

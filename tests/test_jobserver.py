@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
+
 from overtrain import jobserver
 
 CLIENT = f"""

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from overtrain import judge
+from overtrain.evaluation import judge
 
 
 @pytest.fixture(scope="module")

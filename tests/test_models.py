@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from overtrain import checkpoints, models
+from overtrain import models
+from overtrain.sources import checkpoints
 
 
 def test_pickle_only_directory_is_refused(tmp_path):
@@ -14,7 +15,7 @@ def test_pickle_only_directory_is_refused(tmp_path):
 
 
 def test_local_checkpoint_links_and_records(tmp_path):
-    from overtrain import corpus
+    from overtrain.sources import corpus
 
     lang = corpus.build_language(topics=2, seed=0)
     m = models.make_llama(lang.vocab_size, hidden=8, layers=1, heads=2, intermediate=16, max_len=16, init_std=0.1, seed=0)

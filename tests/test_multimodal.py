@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import snakemake, write_config
-from overtrain.vision import load_vision
+
+from overtrain.training.vision import load_vision
 
 CELLS, CELL = 4, 8
 SIZES = {"captions": 64, "instruct": 48, "val": 16, "test": 16, "transcribe": 16, "mc": 16}
@@ -18,8 +18,9 @@ SIZES = {"captions": 64, "instruct": 48, "val": 16, "test": 16, "transcribe": 16
 
 @pytest.fixture(scope="module")
 def mm_study(tiny_study, tmp_path_factory):
-    """tiny_study's language and checkpoint, its images (overtrain.images) and a vision encoder."""
-    from overtrain import corpus, images, vision
+    """tiny_study's language and checkpoint, its images (overtrain.sources.images) and a vision encoder."""
+    from overtrain.sources import corpus, images
+    from overtrain.training import vision
 
     d, _ = tiny_study
     out = tmp_path_factory.mktemp("mm")
@@ -31,13 +32,13 @@ def mm_study(tiny_study, tmp_path_factory):
 
 
 def spec(stage, **changes):
-    from overtrain.multimodal import LlavaSpec
+    from overtrain.training.llava import LlavaSpec
 
     return LlavaSpec(**{"stage": stage, "lr": 3e-3, "steps": 8, "batch_size": 8, "max_len": 32, **changes})
 
 
 def test_images_are_a_function_of_the_seed_and_picture_the_transcription(mm_study, tmp_path):
-    from overtrain import images
+    from overtrain.sources import images
 
     d, out, lang, _ = mm_study
     images.write_data(lang, tmp_path / "again", SIZES, cells=CELLS, continuation=6, noise=0.05, cell=CELL, seed=0)
@@ -75,24 +76,24 @@ def test_the_vision_encoder_learns_to_read_a_cell(mm_study):
 def test_composing_keeps_the_language_model_and_its_vocabulary(mm_study):
     import torch
 
-    from overtrain import multimodal
     from overtrain.models import load_model, load_tokenizer
+    from overtrain.training import llava
 
     d, out, _, _ = mm_study
     lm, tok = load_model(d / "ckpt"), load_tokenizer(d / "ckpt")
     before = lm.get_input_embeddings().weight.detach().clone()
     n = len(tok)
-    image_id = multimodal.add_image_token(lm, tok)
+    image_id = llava.add_image_token(lm, tok)
     assert image_id == n and len(tok) == n + 1
     assert torch.equal(lm.get_input_embeddings().weight[:n], before)
-    assert multimodal.add_image_token(lm, tok) == image_id  # once
+    assert llava.add_image_token(lm, tok) == image_id  # once
     vision, _ = load_vision(out / "vision")
-    model = multimodal.compose(lm, vision, image_id, -1, "default").eval()
+    model = llava.compose(lm, vision, image_id, -1, "default").eval()
     ids = torch.tensor([[1, 5, 9, 12, 20]])
     with torch.no_grad():  # text without an image: the composed model is the language model
         assert torch.allclose(model(input_ids=ids).logits, lm.eval()(input_ids=ids).logits, atol=1e-6)
-    assert multimodal.n_image_tokens(vision.config, "default") == CELLS
-    assert multimodal.n_image_tokens(vision.config, "full") == CELLS + 1
+    assert llava.n_image_tokens(vision.config, "default") == CELLS
+    assert llava.n_image_tokens(vision.config, "full") == CELLS + 1
 
 
 def test_composing_works_for_other_model_families(mm_study):
@@ -100,32 +101,32 @@ def test_composing_works_for_other_model_families(mm_study):
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from overtrain import multimodal
+    from overtrain.training import llava
 
     _, out, _, _ = mm_study
     torch.manual_seed(0)
     lm = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                           intermediate_size=32, max_position_embeddings=32)).eval()
     vision, _ = load_vision(out / "vision")
-    model = multimodal.compose(lm, vision, 39, -1, "default").eval()
+    model = llava.compose(lm, vision, 39, -1, "default").eval()
     ids = torch.tensor([[1, 5, 9, 12]])
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-6)
-    back = multimodal.language_model(model, lm.config)
+    back = llava.language_model(model, lm.config)
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), lm.state_dict().values()))
 
 
 def test_stage_one_trains_the_projector_only_and_stage_two_the_language_model_too(mm_study, tmp_path):
     from safetensors.torch import load_file
 
-    from overtrain import multimodal
     from overtrain.models import load_model, load_variant
+    from overtrain.training import llava
 
     d, out, _, _ = mm_study
-    one = multimodal.train(d / "ckpt", out / "vision", out / "data", "captions", tmp_path / "proj", spec("projector"))
-    projector = load_file(str(tmp_path / "proj" / multimodal.PROJECTOR_FILE))
+    one = llava.train(d / "ckpt", out / "vision", out / "data", "captions", tmp_path / "proj", spec("projector"))
+    projector = load_file(str(tmp_path / "proj" / llava.PROJECTOR_FILE))
     assert one["trainable"] == sum(v.numel() for v in projector.values())
-    two = multimodal.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft", spec("full"),
+    two = llava.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft", spec("full"),
                            projector_dir=tmp_path / "proj")
     lm = load_model(d / "ckpt")
     # projector + every language-model weight (the vocabulary grew by <image>), not the vision tower
@@ -136,18 +137,19 @@ def test_stage_one_trains_the_projector_only_and_stage_two_the_language_model_to
     assert json.loads((tmp_path / "ft" / "meta.json").read_text())["method"] == "llava"
     assert not (tmp_path / "ft" / "projector.safetensors").read_bytes() == (tmp_path / "proj" / "projector.safetensors").read_bytes()
     # the same settings give the same weights (CPU determinism)
-    again = multimodal.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft2", spec("full"),
-                             projector_dir=tmp_path / "proj")
+    again = llava.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft2", spec("full"),
+                projector_dir=tmp_path / "proj")
     assert again["final_train_loss"] == two["final_train_loss"]
     assert (tmp_path / "ft" / "model.safetensors").read_bytes() == (tmp_path / "ft2" / "model.safetensors").read_bytes()
 
 
 def test_evaluation_scores_the_image_conditioned_sets(mm_study, tmp_path):
-    from overtrain import multimodal
+    from overtrain.evaluation import multimodal
+    from overtrain.training import llava
 
     d, out, _, _ = mm_study
-    multimodal.train(d / "ckpt", out / "vision", out / "data", "captions", tmp_path / "proj", spec("projector"))
-    multimodal.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft", spec("full"),
+    llava.train(d / "ckpt", out / "vision", out / "data", "captions", tmp_path / "proj", spec("projector"))
+    llava.train(d / "ckpt", out / "vision", out / "data", "instruct", tmp_path / "ft", spec("full"),
                      projector_dir=tmp_path / "proj")
     labels = {"model": "tiny", "ckpt": "c", "variant": "finetuned", "ft_task": "synth_mm", "ft_method": "llava"}
     result = multimodal.evaluate(tmp_path / "ev.json", d / "ckpt", out / "vision", tmp_path / "ft", out / "data",
@@ -161,19 +163,20 @@ def test_evaluation_scores_the_image_conditioned_sets(mm_study, tmp_path):
 
 
 def test_a_wrong_pairing_of_task_and_method_is_rejected(micro_config):
+    from overtrain import checks
     from overtrain import config as grid
 
     bad = copy.deepcopy(micro_config)
     bad["finetune"].update(tasks=["synth_ft"], methods=["llava"])
     with pytest.raises(grid.ConfigError, match=r"finetune.tasks\[0\].*llava fine-tunes multimodal tasks only"):
-        grid.check(_filled(bad))
+        checks.check(_filled(bad))
     bad["finetune"].update(tasks=["synth_mm"], methods=["full"])
     with pytest.raises(grid.ConfigError, match=r"finetune.tasks\[0\].*multimodal task is fine-tuned by method llava"):
-        grid.check(_filled(bad))
+        checks.check(_filled(bad))
     good = copy.deepcopy(micro_config)
     good["finetune"].update(tasks=["synth_ft", "synth_mm"], methods=["full", "llava"])
     cfg = _filled(good)
-    grid.check(cfg)
+    checks.check(cfg)
     runs = grid.finetune_runs(cfg)
     assert {t for t, r in runs if r.startswith("llava-")} == {"synth_mm"}
     assert {t for t, r in runs if r.startswith("full-")} == {"synth_ft"}
@@ -263,7 +266,7 @@ def fill_clip_cache(hf_home) -> str:
 
 def llava_parquet(lang, path, kind: str, n: int, seed: int) -> None:
     """Generated pictures as LLaVA conversations (an Image column and a list of turns)."""
-    from overtrain import images
+    from overtrain.sources import images
 
     rows = images.make_rows(lang, kind, n, CELLS, 3, 0.05, CELL, 0, seed)
     data = images.to_dataset(rows).map(lambda r: {"conversations": [
@@ -279,7 +282,7 @@ def test_the_hub_path_runs_offline_through_the_rules(tmp_path, monkeypatch):
     the LLaVA path, offline."""
     from test_hub import REPO_ID, fill_cache, hub_config, run_env
 
-    from overtrain import corpus, images
+    from overtrain.sources import corpus, images
 
     home = tmp_path / "hf"
     fill_cache(home, REPO_ID, {"step1000-tokens4B": 0, "step2000-tokens8B": 1})

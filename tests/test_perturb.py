@@ -39,9 +39,9 @@ def test_explicit_sigma_and_ids():
     d = (b.lm_head.weight - a.lm_head.weight).std().item()
     assert d == pytest.approx(0.02, rel=0.1)
     assert perturb.parse_perturbation("gauss-g0.1-s3") == {"kind": "gaussian", "gamma": 0.1, "seed": 3}
-    from overtrain.config import gaussian_id
-
-    assert perturb.parse_perturbation(gaussian_id(0.1, 3))["gamma"] == 0.1
+    ids = perturb.variant_ids({"gaussian": {"gammas": [0.1], "seeds": [3]}, "quantize": {"bits": [4]}})
+    assert ids == ["gauss-g0.1-s3", "rtn-int4"]
+    assert [perturb.parse_perturbation(v)["kind"] for v in ids] == list(perturb.KINDS)
     with pytest.raises(ValueError, match="expected"):
         perturb.parse_perturbation("noise-0.1")
 
@@ -76,6 +76,7 @@ def test_rtn_model_in_place_and_scope():
 
 def micro_config():
     from conftest import REPO
+
     from overtrain import plan
 
     return plan.resolved_config(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile")

@@ -1,8 +1,8 @@
 """`overtrain plan`: the cost arithmetic behind the README's preset table."""
 
 import pytest
-
 from conftest import REPO
+
 from overtrain import plan
 
 
@@ -33,8 +33,8 @@ def test_training_and_evaluation_flops_follow_6N_and_2N(micro):
 
 
 def test_parameters_are_read_from_cached_safetensors_headers(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5)}, tmp_path / "m.safetensors")
     assert plan.header_parameters(tmp_path / "m.safetensors") == 17

@@ -4,8 +4,8 @@ perturbations, connectivity or learning-rate selection still gets every figure."
 import pandas as pd
 import pytest
 
-from overtrain import analysis, plots
-from overtrain.analysis import METRIC_COLUMNS
+from overtrain.analysis import plots, tables
+from overtrain.analysis.tables import METRIC_COLUMNS
 
 
 def rows(**fixed):
@@ -32,11 +32,11 @@ def study(pretrain: bool, perturb: bool) -> pd.DataFrame:
 @pytest.mark.parametrize("pretrain,perturb", [(False, False), (False, True), (True, False)])
 def test_every_figure_is_drawn_from_whatever_was_measured(tmp_path, pretrain, perturb):
     metrics = study(pretrain, perturb)
-    best = analysis.best_learning_rates(metrics, {"task": "own", "metric": "loss", "higher_is_better": False})
+    best = tables.best_learning_rates(metrics, {"task": "own", "metric": "loss", "higher_is_better": False})
     assert list(best["lr"]) == [1e-5, 1e-5]
-    tuned = analysis.tuned_metrics(metrics, best)
-    gain = analysis.finetune_gain(metrics)
-    barriers, soups = analysis.connectivity_tables([])
+    tuned = tables.tuned_metrics(metrics, best)
+    gain = tables.finetune_gain(metrics)
+    barriers, soups = tables.connectivity_tables([])
     calls = {
         "noise": lambda p: plots.noise_pretrain_loss(metrics, p),
         "ft_pt": lambda p: plots.finetune_pretrain_loss(metrics, p),
@@ -51,5 +51,5 @@ def test_every_figure_is_drawn_from_whatever_was_measured(tmp_path, pretrain, pe
         paths = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
         draw(paths)
         assert all(p.stat().st_size > 1000 for p in paths), name
-    for table in (analysis.pretrain_loss_by_variant(metrics), analysis.inflection_table(metrics, best, 20)):
+    for table in (tables.pretrain_loss_by_variant(metrics), tables.inflection_table(metrics, best, 20)):
         assert isinstance(table, pd.DataFrame)

@@ -5,10 +5,11 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_finetune
 from safetensors.torch import load_file
 
-from conftest import tiny_finetune
-from overtrain import finetune, models
+from overtrain import models
+from overtrain.training import finetune
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_a_gpu_job_without_a_gpu_fails_clearly():
 
 def test_resume_never_continues_a_state_of_other_settings(study, tmp_path, monkeypatch, capsys):
     """A state left by a float32 run is ignored by a bf16 rerun of the same output."""
-    from overtrain import loop
+    from overtrain.training import loop
 
     d, paths = study
     out = tmp_path / "ft"
@@ -111,7 +112,7 @@ def test_resume_never_continues_a_state_of_other_settings(study, tmp_path, monke
 
 
 def test_an_unreadable_resume_state_is_ignored(study, tmp_path, capsys):
-    from overtrain import loop
+    from overtrain.training import loop
 
     d, paths = study
     out = tmp_path / "ft"

@@ -5,12 +5,11 @@ import os
 import subprocess
 import sys
 
+import miniatures
 import pandas as pd
 import pytest
-import yaml
-
-import miniatures
 import real_data
+import yaml
 from conftest import REPO
 
 PRESETS = ["olmo1b-instruct.yaml", "amuro-char.yaml", "pythia.yaml", "olmo2-1b.yaml", "amber-7b.yaml"]

@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, snakemake
+
 from overtrain import provenance
 
 
@@ -85,10 +85,10 @@ def test_the_job_server_preloads_every_module_a_job_script_reaches():
 
 
 def test_resume_states_are_keyed_by_the_training_modules_closure():
-    from overtrain import finetune
+    from overtrain.training import finetune
 
     closure = provenance.import_closure(finetune.__file__)
-    assert {"overtrain.finetune", "overtrain.loop", "overtrain.sft", "overtrain.models"} <= set(closure)
+    assert {"overtrain.training.finetune", "overtrain.training.loop", "overtrain.training.sft", "overtrain.models"} <= set(closure)
 
 
 def _script_of_rules() -> dict[str, Path]:
@@ -98,8 +98,8 @@ def _script_of_rules() -> dict[str, Path]:
 
 # The modules whose edits were not rerun before code versions were derived (six of them), the
 # ground every model job stands on, a figure-only module and one that is exempt on purpose.
-EDITED = ["overtrain/intervals.py", "overtrain/analysis.py", "overtrain/config.py", "overtrain/curves.py",
-          "overtrain/integrity.py", "overtrain/perturb.py", "overtrain/models.py", "overtrain/plots.py",
+EDITED = ["overtrain/analysis/intervals.py", "overtrain/analysis/tables.py", "overtrain/config.py", "overtrain/evaluation/curves.py",
+          "overtrain/integrity.py", "overtrain/perturb.py", "overtrain/models.py", "overtrain/analysis/plots.py",
           "overtrain/jobserver.py"]
 
 

@@ -8,12 +8,12 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO
 from conftest import TINY_ARCH as ARCH
 from conftest import TINY_OPT as OPT
-from overtrain import loop
+from safetensors.torch import load_file
+
+from overtrain.training import loop
 
 CALLS = {
     "pretrain": "pretrain.pretrain(D/'language.npz', D/'tok', OUT, pretrain.PretrainSpec(architecture={arch}, "

@@ -1,6 +1,6 @@
 import pytest
 
-from overtrain.loop import learning_rate, warmup_steps_for, wsd_decay_start
+from overtrain.training.loop import learning_rate, warmup_steps_for, wsd_decay_start
 
 
 def curve(total, schedule, warmup=100, peak=1.0):

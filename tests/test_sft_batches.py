@@ -7,10 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_finetune
 from transformers import AutoTokenizer
 
-from conftest import tiny_finetune
-from overtrain import loop, models, sft
+from overtrain import models
+from overtrain.training import loop, sft
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@ import csv
 
 import pytest
 import torch
+from conftest import TINY_OPT, tiny_finetune, tiny_spec
 from safetensors.torch import load_file
 
-from conftest import TINY_OPT, tiny_finetune, tiny_spec
-from overtrain import pretrain, sft
+from overtrain.training import pretrain, sft
 
 SPEC = tiny_spec(optimizer={**TINY_OPT, "warmup_steps": 100})
 

@@ -7,9 +7,9 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import LEAN, MICRO, snakemake, write_config
-from overtrain.analysis import METRIC_COLUMNS
+
+from overtrain.analysis.tables import METRIC_COLUMNS
 
 
 def job_counts(dry_run_stdout: str) -> dict[str, int]:

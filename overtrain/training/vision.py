@@ -1,5 +1,5 @@
 """The frozen vision tower of a LLaVA model: a tiny CLIP vision model trained once here to read
-the synthetic images (overtrain.images), or a Hub CLIP model; loaded from safetensors only.
+the synthetic images (overtrain.sources.images), or a Hub CLIP model; loaded from safetensors only.
 
 Training names every cell's glyph from its patch token (a linear head on the last layer,
 dropped afterwards): the patch features then carry what the picture shows, as a pretrained
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from overtrain.loop import IGNORE, learning_rate
+from overtrain.training.loop import IGNORE, learning_rate
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ def train_vision_encoder(lang, out_dir: str | Path, spec: VisionSpec, *, cells: 
 
     from overtrain import integrity
     from overtrain.atomic import atomic_directory, atomic_write_json
-    from overtrain.images import glyph_bank, glyph_ids, grid_side, render, sentences, topic_colours
     from overtrain.models import set_threads
     from overtrain.provenance import package_versions
+    from overtrain.sources.images import glyph_bank, glyph_ids, grid_side, render, sentences, topic_colours
 
     set_threads(spec.threads)
     side = grid_side(cells)

@@ -1,4 +1,4 @@
-"""Fine-tuning data from `datasets`, rendered to prompt/completion JSONL for overtrain.finetune,
+"""Fine-tuning data from `datasets`, rendered to prompt/completion JSONL for overtrain.training.finetune,
 in three disjoint parts: train, val (chooses the learning rate) and test (what is reported).
 
 Test is the dataset's own held-out split where it has one with public labels (`test_split`),

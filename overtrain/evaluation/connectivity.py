@@ -101,7 +101,7 @@ def run(
     import torch
 
     from overtrain.atomic import atomic_write_json
-    from overtrain.evaluate import Evaluation
+    from overtrain.evaluation.evaluate import Evaluation
     from overtrain.models import load_variant
 
     seeds = sorted(finetuned)

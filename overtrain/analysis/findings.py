@@ -9,7 +9,7 @@ import platform
 
 import pandas as pd
 
-from overtrain.plots import format_tokens
+from overtrain.analysis.formatting import format_tokens
 
 
 def _num(x: float, digits: int = 3) -> str:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from overtrain.analysis.intervals import curves as replicate_curves
+from overtrain.analysis.intervals import interval, summarize
 from overtrain.config import own_val_task, prompt_formats
-from overtrain.intervals import curves as replicate_curves
-from overtrain.intervals import interval, summarize
+from overtrain.perturb import KINDS
 
 # The contract of tables/metrics.csv (DESIGN.md): one row per measurement, in this order.
 METRIC_COLUMNS = [
@@ -61,6 +62,14 @@ def rows_from_eval(result: dict) -> list[dict]:
         out += [{**labels, "tokens": result["tokens"], "variant": "soup", **r} for r in result["soups"]]
         return out
     return [{**labels, "tokens": result["tokens"], **row} for row in result["rows"]]
+
+
+def increase_over_base(df: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with their value minus the base checkpoint's on the same task and metric (the same
+    checkpoint: the same replicate); NaN where the base was not evaluated."""
+    keys = ["model", "ckpt", "eval_task", "metric"]
+    base = df[df["variant"] == "base"].set_index(keys)["value"]
+    return rows.assign(value=rows["value"].to_numpy() - base.reindex(list(zip(*(rows[k] for k in keys)))).to_numpy())
 
 
 def forgetting_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -145,17 +154,15 @@ def pretrain_loss_by_variant(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFra
     learning rate, and its increase over the base checkpoint (of the same replicate): means
     over replicates with 95% bootstrap intervals."""
     pt = select(df, split="pretrain", metric="loss")
-    base = pt[pt["variant"] == "base"].set_index(["model", "ckpt"])["value"]
     parts = [pt[pt["variant"] == "base"].assign(condition="base")]
-    noisy = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "gaussian")]
-    parts.append(noisy.assign(condition=[f"noise γ={g:g}" for g in noisy["gamma"]]))
-    quant = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == "rtn")]
-    parts.append(quant.assign(condition=[f"rtn int{int(b)}" for b in quant["bits"]]))
+    for kind in KINDS.values():
+        rows = pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == kind.name)]
+        parts.append(rows.assign(condition=[kind.label(v) for v in rows[kind.parameter]]))
     ft = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
     labels = [f"fine-tune {m if isinstance(m, str) else 'full'} lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
     parts.append(ft.assign(condition=labels))
     rows = pd.concat(parts)
-    rows = rows.assign(increase=rows["value"].to_numpy() - base.reindex(list(zip(rows["model"], rows["ckpt"]))).to_numpy())
+    rows = rows.assign(increase=increase_over_base(df, rows)["value"].to_numpy())
     keys = ["model", "tokens", "condition"]
     value = summarize(rows, keys, "value", n_boot).rename(columns={"mean": "value"})
     inc = summarize(rows, keys, "increase", n_boot).rename(
@@ -267,10 +274,10 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
     rows = []
     pt = df[(df["split"] == "pretrain") & (df["metric"] == "loss")]
     for model, m in pt.groupby("model"):
-        noisy = m[m["perturbation"] == "gaussian"]
-        for gamma, g in noisy.groupby("gamma"):
-            rows.append({"model": model, "condition": f"noise γ={gamma:g}", "eval_task": g["eval_task"].iloc[0],
-                         "metric": "loss", **inflection(g, False, n_boot)})
+        for kind in KINDS.values():
+            for value, g in m[m["perturbation"] == kind.name].groupby(kind.parameter):
+                rows.append({"model": model, "condition": kind.label(value), "eval_task": g["eval_task"].iloc[0],
+                             "metric": "loss", **inflection(g, False, n_boot)})
         ft = _finetuned(m)
         diverged = diverged_runs(df[df["model"] == model])
         for (method, l2, lr), g in ft.groupby(["ft_method", "l2", "lr"]):

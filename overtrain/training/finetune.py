@@ -1,6 +1,6 @@
 """Supervised fine-tuning of one checkpoint: full or LoRA, with an optional ℓ2 pull toward the
 pretrained weights, in one process or as N data-parallel processes (`python -m
-overtrain.finetune <spec.json>` under torchrun, see overtrain.distributed).
+overtrain.training.finetune <spec.json>` under torchrun, see overtrain.training.distributed).
 
 A fine-tune whose loss diverges stops early and is still a result: its directory holds
 meta.json (`diverged: true`, the reason, the step) and train_log.csv, but no weights.
@@ -14,7 +14,8 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from overtrain.loop import (
+from overtrain.provenance import code_digest
+from overtrain.training.loop import (
     DivergenceGuard,
     Precision,
     Resume,
@@ -27,9 +28,15 @@ from overtrain.loop import (
     run_steps,
     warmup_steps_for,
 )
-from overtrain.provenance import code_digest
-from overtrain.sft import (batch_order, collate, encode_examples, finetune_steps, read_examples, replicate_seed,
-                           split_micro)
+from overtrain.training.sft import (
+    batch_order,
+    collate,
+    encode_examples,
+    finetune_steps,
+    read_examples,
+    replicate_seed,
+    split_micro,
+)
 
 # Rounding the saved weights to the checkpoint's own 16-bit dtype is allowed only when it moves
 # them by less than this fraction of what the run changed (else they are saved in float32).
@@ -132,7 +139,7 @@ def save_dtype_for(state: dict, checkpoint_dir: str | Path) -> tuple[str, float]
 
 def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str | Path, spec: FinetuneSpec) -> dict:
     """Fine-tune for a fixed number of steps (or epochs); the data order is drawn from `spec.seed`
-    and the checkpoint's pretraining replicate (overtrain.sft.replicate_seed).
+    and the checkpoint's pretraining replicate (overtrain.training.sft.replicate_seed).
 
     Examples are visited in a fresh permutation per epoch (length-grouped batches), so `epoch`
     in the log is exact up to the grouping window. Under torchrun (WORLD_SIZE > 1) this is one
@@ -143,9 +150,9 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
     import torch
 
     from overtrain.atomic import atomic_directory, atomic_write_json
-    from overtrain.distributed import Group, unwrap
     from overtrain.models import load_variant, save_model, set_threads
     from overtrain.provenance import package_versions
+    from overtrain.training.distributed import Group, unwrap
 
     set_threads(spec.threads)
     dist = Group.from_env(spec.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
@@ -156,7 +163,7 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
     if spec.batch_size % (world * spec.grad_accum):
         raise ValueError(f"finetune.batch_size={spec.batch_size} is not divisible by processes × grad_accum = "
                          f"{world} × {spec.grad_accum}")
-    # master weights in float32 whatever the checkpoint's dtype: see overtrain.loop
+    # master weights in float32 whatever the checkpoint's dtype: see overtrain.training.loop
     model, tokenizer = load_variant(checkpoint_dir, trust_remote_code=spec.trust_remote_code, device=device,
                                     dtype="float32")
     data_meta = {}
@@ -259,7 +266,7 @@ def finetune(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str |
 
 
 def main(argv: list[str]) -> None:
-    """`python -m overtrain.finetune <request.json>`: one process of a torchrun launch."""
+    """`python -m overtrain.training.finetune <request.json>`: one process of a torchrun launch."""
     request = json.loads(Path(argv[0]).read_text())
     spec = request["spec"]
     spec["betas"] = tuple(spec["betas"])
@@ -271,13 +278,13 @@ def run(checkpoint_dir: str | Path, train_jsonl: str | Path, out_dir: str | Path
     if spec.processes <= 1:
         return finetune(checkpoint_dir, train_jsonl, out_dir, spec)
     from overtrain.atomic import atomic_write_json
-    from overtrain.distributed import launch
+    from overtrain.training.distributed import launch
 
     request = Path(str(resume_dir(out_dir)) + ".request.json")
     atomic_write_json(request, {"checkpoint": str(checkpoint_dir), "data": str(train_jsonl), "out": str(out_dir),
                                 "spec": asdict(spec)})
     try:
-        launch("overtrain.finetune", [str(request)], spec.processes)
+        launch("overtrain.training.finetune", [str(request)], spec.processes)
     finally:
         request.unlink(missing_ok=True)
     return json.loads(Path(out_dir, "meta.json").read_text())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overtrain.corpus import Language, _walk
+from overtrain.sources.corpus import Language, _walk
 
 # split → what its rows are (sizes come from the config: multimodal.n)
 SPLITS = {
@@ -188,7 +188,7 @@ def load_source(source: dict):
 
 def first_exchange(conversations, where: str) -> tuple[str, str]:
     """(prompt, response) of a LLaVA conversation's first human → gpt turn, without its <image>
-    placeholder (the model's image positions are added by overtrain.multimodal). Accepts a list
+    placeholder (the model's image positions are added by overtrain.training.llava). Accepts a list
     of {from, value} or {role, content}, or that list as a JSON string."""
     import json
 
@@ -204,9 +204,9 @@ def import_conversations(out_dir: str | Path, spec: dict, seed: int) -> dict:
     """The LLaVA recipe's data as this module's splits: `captions` (stage 1) from spec['captions'],
     `instruct` (stage 2) from spec['instruct'] minus a seeded hold-out of n_val + n_test rows for
     `val` (chooses the learning rate) and `test` (in-distribution response loss)."""
-    from overtrain.atomic import atomic_directory, atomic_write_json
-
     import datasets
+
+    from overtrain.atomic import atomic_directory, atomic_write_json
 
     def rows(source: dict, data, indices, name: str):
         """The selected rows as (image, prompt, completion), images left encoded (on disk, not in

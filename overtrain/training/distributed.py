@@ -1,5 +1,5 @@
 """Data-parallel fine-tuning over several processes: process group, DDP or FSDP2 wrapping, full
-state dicts for saving and resuming, and the torchrun launch. Used by overtrain.finetune.
+state dicts for saving and resuming, and the torchrun launch. Used by overtrain.training.finetune.
 
 Every process sees the same global batch order and takes a contiguous slice of each step's
 batch, and the loop normalises the loss over the labelled tokens of the whole global step, so N

@@ -256,7 +256,7 @@ def run_steps(
     `labels`). The loss is normalised over all labelled tokens of the whole step, across
     micro-batches and processes: k micro-batches make the same update as one batch of them.
     `after_step(lr)` runs after each optimizer step (the ℓ2 pull toward pretrained weights).
-    `dist` (overtrain.distributed.Group) sums token counts and losses over processes.
+    `dist` (overtrain.training.distributed.Group) sums token counts and losses over processes.
     """
     import torch
 

@@ -1,5 +1,5 @@
 """The lm-eval LM that every evaluation scores through: lm-eval's HFLM with tokenisations
-cached per job (overtrain.evaluate.Evaluation builds one per job)."""
+cached per job (overtrain.evaluation.evaluate.Evaluation builds one per job)."""
 
 from __future__ import annotations
 

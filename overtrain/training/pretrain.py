@@ -7,7 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from overtrain.loop import (
+from overtrain.provenance import code_digest
+from overtrain.training.loop import (
     IGNORE,
     Precision,
     Resume,
@@ -21,7 +22,6 @@ from overtrain.loop import (
     warmup_steps_for,
     wsd_decay_start,
 )
-from overtrain.provenance import code_digest
 
 PRETRAIN_UNSCORED = 3  # <bos>, the topic tag and the first word carry no learnable signal
 
@@ -60,7 +60,7 @@ class PretrainSpec:
 def _pretrain_batches(language_path: str | Path, spec: PretrainSpec):
     import torch
 
-    from overtrain.corpus import load_language, pretrain_batch
+    from overtrain.sources.corpus import load_language, pretrain_batch
 
     lang = load_language(language_path)
 

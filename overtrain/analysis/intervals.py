@@ -55,8 +55,10 @@ def summarize(df: pd.DataFrame, by: list[str], value: str = "value", n_boot: int
     return pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", "n"])
 
 
-def curves(df: pd.DataFrame, value: str = "value") -> pd.DataFrame:
-    """A (tokens × replicate) table of the replicate means; replicates missing a budget dropped."""
+def curves(df: pd.DataFrame, value: str = "value", dropna: bool = False) -> pd.DataFrame:
+    """A (tokens × replicate) table of the replicate means; a replicate missing a budget is
+    dropped. `dropna` first drops the budgets no replicate has a value for (the claims' curves),
+    where by default such a budget empties the table (T* must see every budget)."""
     d = df.assign(_replicate=replicate_ids(df))
-    wide = d.pivot_table(index="tokens", columns="_replicate", values=value, aggfunc="mean", dropna=False)
+    wide = d.pivot_table(index="tokens", columns="_replicate", values=value, aggfunc="mean", dropna=dropna)
     return wide.dropna(axis=1).sort_index()

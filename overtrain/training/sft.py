@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overtrain.loop import IGNORE
+from overtrain.training.loop import IGNORE
 
 
 def read_examples(path: str | Path) -> list[tuple[str, str]]:

@@ -11,27 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from overtrain.analysis import select  # noqa: E402
-from overtrain.intervals import replicate_ids, summarize  # noqa: E402
-
-UNITS = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")]
-
-
-def format_tokens(n: float) -> str:
-    """Readable token counts: 124928 → '125K', 999424 → '1M', 2.3e12 → '2.3T'.
-
-    Two significant digits when that is within 1% of the value, else three.
-    """
-    if n <= 0:
-        return "0"
-    for digits in (2, 3):
-        rounded = float(f"{n:.{digits}g}")
-        if abs(rounded - n) <= 0.01 * n:
-            break
-    for scale, unit in UNITS:
-        if rounded >= scale:
-            return f"{rounded / scale:g}{unit}"
-    return f"{rounded:g}"
+from overtrain.analysis.formatting import format_tokens  # noqa: E402
+from overtrain.analysis.intervals import replicate_ids, summarize  # noqa: E402
+from overtrain.analysis.tables import increase_over_base, select  # noqa: E402
 
 
 def _token_axis(ax, tokens) -> None:
@@ -80,13 +62,6 @@ def _note(fig, rows: pd.DataFrame) -> None:
     fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8, color="dimgrey")
 
 
-def _increase(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """rows' value minus the base checkpoint's (the same checkpoint: the same replicate)."""
-    base = d[d["variant"] == "base"].set_index(["ckpt", "eval_task", "metric"])["value"]
-    keys = list(zip(rows["ckpt"], rows["eval_task"], rows["metric"]))
-    return rows.assign(value=rows["value"].to_numpy() - base.reindex(keys).to_numpy())
-
-
 def _models(df: pd.DataFrame) -> list[str]:
     return sorted(df["model"].unique())
 
@@ -105,7 +80,7 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         noisy = d[d["perturbation"] == "gaussian"]
         for gamma, g in noisy.groupby("gamma"):
             _band(row[0], g, f"noise γ={gamma:g}·σ_init")
-            _band(row[1], _increase(d, g), f"γ={gamma:g}·σ_init")
+            _band(row[1], increase_over_base(d, g), f"γ={gamma:g}·σ_init")
         row[0].set_ylabel("held-out pretraining loss (nats/token)")
         row[0].set_title(f"{model}: pretraining loss after Gaussian noise")
         row[1].set_ylabel("increase over base (nats/token)")
@@ -127,7 +102,7 @@ def _finetuned_lines(d: pd.DataFrame):
 
 def _mark_diverged(ax, metrics: pd.DataFrame, model: str) -> None:
     """An ✕ at the top of the panel where a fine-tune diverged (it has no evaluation)."""
-    from overtrain.analysis import diverged_runs
+    from overtrain.analysis.tables import diverged_runs
 
     d = diverged_runs(metrics[metrics["model"] == model])
     for (method, lr), g in d.groupby(["ft_method", "lr"]):
@@ -213,7 +188,7 @@ def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -
             _empty(ax, "no quantized variants (perturb.quantize.bits)")
             continue
         for bits, g in q.groupby("bits"):
-            _band(ax, _increase(d, g), f"RTN int{int(bits)} (per output channel)")
+            _band(ax, increase_over_base(d, g), f"RTN int{int(bits)} (per output channel)")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel("pretraining loss increase (nats/token)")
         ax.set_title(f"{model}: sensitivity to weight quantization")

@@ -29,7 +29,7 @@ CHOICES = (" Output (a)", " Output (b)")
 
 def chat_prompt(tokenizer, instruction: str) -> str:
     """The generation prompt for one user instruction: the tokenizer's chat template, or the
-    plain template fine-tunes are trained with when it has none (overtrain.data.render_chat)."""
+    plain template fine-tunes are trained with when it has none (overtrain.sources.data.render_chat)."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": instruction}], add_generation_prompt=True,
                                              tokenize=False)
@@ -158,7 +158,7 @@ def read_prompts(path: str | Path) -> list[dict]:
 def prompt_set(source: str, n: int, test_dir: str | Path | None = None) -> list[dict]:
     """The fixed prompt set: AlpacaEval's 805 instructions with its reference outputs (the Hub
     dataset tatsu-lab/alpaca_eval, from the network or the HF cache), or the instructions of a
-    fine-tuning task's held-out test split (prepared by overtrain.data)."""
+    fine-tuning task's held-out test split (prepared by overtrain.sources.data)."""
     if source == "alpaca_eval":
         from huggingface_hub import hf_hub_download
 
@@ -232,9 +232,8 @@ def judge_generations(
 ) -> dict:
     """Judge a variant's responses against the reference; write {labels, tokens, rows}."""
     from overtrain.atomic import atomic_write_json
+    from overtrain.evaluation.evaluate import checkpoint_labels
     from overtrain.provenance import package_versions
-
-    from overtrain.evaluate import checkpoint_labels
 
     ckpt = checkpoint_labels(checkpoint_dir)
     generations = json.loads(Path(generations_json).read_text())

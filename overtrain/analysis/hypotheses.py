@@ -1,0 +1,376 @@
+"""The seed papers' claims, judged on whatever study was run, each with a 95% interval.
+
+Every claim is a statistic of curves over pretraining tokens (one curve per replicate: a
+pretraining seed, or a fine-tuning / noise seed where the study has one pretraining run),
+signed so that a positive effect is what the paper claims. The replicates are resampled with
+replacement (the same resample for every curve of a claim) and the statistic recomputed on the
+mean curves; the interval is the central 95% of the resamples.
+
+Verdict: supported if the interval lies above +δ; not supported if it lies at or below −δ;
+inconclusive otherwise, with fewer than 2 replicates, or when the study did not measure what the
+claim needs. δ (`analysis.min_effect`, in nats or accuracy; 0 for T*'s location, which moves in
+whole budgets) is the smallest effect a verdict counts. Why a margin: with three replicates the
+percentile interval of a mean is the range of the replicates' own statistics, so without one a
+claim that every seed shows by a hair is "supported" on one CPU and "inconclusive" on the next,
+whose float rounding moves one seed across 0. pandas and numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from overtrain.analysis.intervals import N_BOOT, curves, interval
+from overtrain.analysis.tables import increase_over_base, tuned_metrics
+from overtrain.config import prompt_formats
+from overtrain.perturb import KINDS, Kind
+
+COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "min_effect", "n_seeds", "verdict",
+           "statistic"]
+MIN_EFFECT = 0.01  # nats or accuracy: 1% perplexity, one accuracy point
+SPRINGER = "Springer et al. 2025"
+AMURO = "Amuro & Char (Sun & Dredze 2024)"
+
+
+def verdict(ci_low: float, ci_high: float, n: int, min_effect: float = 0.0) -> str:
+    if n < 2 or not np.isfinite(ci_low) or not np.isfinite(ci_high):
+        return "inconclusive"
+    if ci_low > min_effect:
+        return "supported"
+    if ci_high <= -min_effect:
+        return "not supported"
+    return "inconclusive"
+
+
+def bootstrap_effect(rows: list[pd.DataFrame], statistic: Callable[..., float], n_boot: int = N_BOOT,
+                     seed: int = 0) -> dict:
+    """Effect and interval of `statistic(tokens, *mean_curves)` over joint resamples of the
+    replicates (the same resample for every curve; a replicate missing a budget is dropped)."""
+    wide = [curves(r, dropna=True) for r in rows]
+    if any(c.empty for c in wide):
+        return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
+    tokens = sorted(set.intersection(*(set(c.index) for c in wide)))
+    reps = sorted(set.intersection(*(set(c.columns) for c in wide)))
+    if len(tokens) < 2 or not reps:
+        return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": len(reps)}
+    mats = [c.loc[tokens, reps].to_numpy(float) for c in wide]
+    x = np.asarray(tokens, float)
+
+    def at(cols) -> float:
+        return float(statistic(x, *(m[:, cols].mean(axis=1) for m in mats)))
+
+    n = len(reps)
+    effect = at(np.arange(n))
+    if n < 2:
+        return {"effect": effect, "ci_low": effect, "ci_high": effect, "n_seeds": n}
+    rng = np.random.default_rng(seed)
+    lo, hi = interval([at(rng.integers(0, n, n)) for _ in range(n_boot)])
+    return {"effect": effect, "ci_low": lo, "ci_high": hi, "n_seeds": n}
+
+
+# statistics of mean curves (x: tokens) ---------------------------------------------------------
+
+def slope(x, y) -> float:
+    """Change per doubling of pretraining tokens (least squares on log2 tokens)."""
+    finite = np.isfinite(y)
+    return float(np.polyfit(np.log2(x[finite]), y[finite], 1)[0]) if finite.sum() >= 2 else np.nan
+
+
+def u_depth(x, y) -> float:
+    """How much better the best interior budget is than the better end (> 0: an interior T*)."""
+    if len(y) < 3:
+        return np.nan
+    return float(min(y[0], y[-1]) - np.min(y[1:-1]))
+
+
+def end_worse(x, y) -> float:
+    """How much worse the largest budget is than the best earlier budget: > 0 when it degraded
+    past an earlier T*, < 0 by how much it still improved. Signed, so that "not supported" is an
+    interval below 0, not a degenerate [0, 0] that one seed's tie turns into "inconclusive"."""
+    return float(y[-1] - np.min(y[:-1]))
+
+
+def earlier(x, y_small, y_large) -> float:
+    """log2 T*(small) − log2 T*(large): > 0 when the larger perturbation's T* comes earlier."""
+    return float(np.log2(x[int(np.argmin(y_small))]) - np.log2(x[int(np.argmin(y_large))]))
+
+
+def later(x, y_without, y_with) -> float:
+    return -earlier(x, y_without, y_with)
+
+
+def mean_gap(x, y_a, y_b) -> float:
+    """Mean over budgets of a − b."""
+    return float(np.mean(y_a - y_b))
+
+
+# the claims -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the claims of one model are judged on: its rows of metrics.csv, the learning rates
+    chosen on validation, the connectivity barriers, and the verdict settings."""
+
+    model: str
+    rows: pd.DataFrame
+    best: pd.DataFrame | None = None
+    barriers: pd.DataFrame | None = None
+    n_boot: int = N_BOOT
+    min_effect: float = MIN_EFFECT
+
+    @property
+    def pretrain_loss(self) -> pd.DataFrame:
+        m = self.rows
+        return m[(m["split"] == "pretrain") & (m["metric"] == "loss")]
+
+    def perturbed(self, kind: str) -> pd.DataFrame:
+        """Pretraining-loss rows of one perturbation kind."""
+        pt = self.pretrain_loss
+        return pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == kind)]
+
+    def finetuned_by_method(self) -> dict[str, pd.DataFrame]:
+        """Pretraining-loss rows of fine-tunes without an ℓ2 pull: full fine-tunes, and LLaVA ones
+        (the same claims after multimodal tuning: Springer §3.4.2)."""
+        pt = self.pretrain_loss
+        tuned_by = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
+        method = tuned_by["ft_method"].fillna("full")
+        return {mth: tuned_by[method == mth] for mth in ("full", "llava") if (method == mth).any()}
+
+    def tuned(self, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+        """`rows` (default: all) of the fine-tunes at the learning rate chosen on validation."""
+        rows = self.rows if rows is None else rows
+        if self.best is None or self.best.empty:
+            return rows.iloc[0:0]
+        return tuned_metrics(rows, self.best)
+
+    def judged(self, hypothesis: str, source: str, condition: str, statistic: str, curves: list[pd.DataFrame],
+               fn: Callable[..., float], margin: bool = True) -> dict:
+        """A claim's row: `fn`'s effect on `curves` with its interval and verdict. `margin`: the
+        effect is in nats or accuracy and δ applies; off for T*'s location, which moves in
+        whole budgets."""
+        result = bootstrap_effect(curves, fn, self.n_boot)
+        delta = self.min_effect if margin else 0.0
+        return {"hypothesis": hypothesis, "source": source, "condition": condition, "statistic": statistic,
+                **result, "min_effect": delta,
+                "verdict": verdict(result["ci_low"], result["ci_high"], result["n_seeds"], delta)}
+
+
+def not_measured(hypothesis: str, source: str, why: str) -> dict:
+    """The row of a claim the study did not measure, saying what is missing."""
+    return {"hypothesis": hypothesis, "source": source, "condition": f"not measured: {why}", "statistic": "",
+            "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0, "min_effect": np.nan,
+            "verdict": "inconclusive"}
+
+
+def _prefix(method: str) -> str:
+    """How a condition names the fine-tuning method: nothing for full fine-tuning."""
+    return "" if method == "full" else f"{method}, "
+
+
+def progressive_sensitivity(kind: Kind) -> Callable[[Evidence], list[dict]]:
+    """Springer et al. §3.3: the damage a perturbation does grows with pretraining tokens (one
+    claim per registered perturbation kind, one row per strength)."""
+    h = f"progressive sensitivity to {kind.claim}"
+
+    def claim(e: Evidence) -> list[dict]:
+        rows = e.perturbed(kind.name)
+        values = sorted(rows[kind.parameter].dropna().unique())
+        if not values:
+            return [not_measured(h, kind.source, f"no {kind.claim} on held-out pretraining text")]
+        return [e.judged(h, kind.source, kind.claim_condition(v),
+                         "slope of the pretraining-loss increase per doubling of tokens",
+                         [increase_over_base(e.rows, rows[rows[kind.parameter] == v])], slope) for v in values]
+
+    claim.__name__ = f"progressive_sensitivity_{kind.name}"
+    return claim
+
+
+def interior_t_star_under_noise(e: Evidence) -> list[dict]:
+    h, source = "interior T* of the pretraining loss under Gaussian noise", SPRINGER + " §3.3"
+    noisy = e.perturbed("gaussian")
+    gammas = sorted(noisy["gamma"].dropna().unique())
+    if not gammas:
+        return [not_measured(h, source, "no Gaussian noise")]
+    return [e.judged(h, source, f"γ={g:g}", "better end − best interior budget (nats)", [noisy[noisy["gamma"] == g]],
+                     u_depth) for g in gammas]
+
+
+def larger_noise_earlier_t_star(e: Evidence) -> list[dict]:
+    h, source = "larger γ → earlier T*", SPRINGER + " §3.3"
+    noisy = e.perturbed("gaussian")
+    gammas = sorted(noisy["gamma"].dropna().unique())
+    if len(gammas) < 2:
+        return [not_measured(h, source, "fewer than two γ")]
+    return [e.judged(h, source, f"γ={gammas[0]:g} vs {gammas[-1]:g}", "log2 T*(small γ) − log2 T*(large γ)",
+                     [noisy[noisy["gamma"] == gammas[0]], noisy[noisy["gamma"] == gammas[-1]]], earlier, margin=False)]
+
+
+def interior_t_star_after_finetuning(e: Evidence) -> list[dict]:
+    h, source = "interior T* of the pretraining loss after fine-tuning at a fixed learning rate", SPRINGER + " §3.4.1"
+    by_method = e.finetuned_by_method()
+    if not by_method:
+        return [not_measured(h, source, "no fine-tune evaluated on held-out pretraining text")]
+    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
+                     [rows[rows["lr"] == lr]], u_depth)
+            for mth, rows in by_method.items() for lr in sorted(rows["lr"].dropna().unique())]
+
+
+def larger_learning_rate_earlier_t_star(e: Evidence) -> list[dict]:
+    h, source = "larger learning rate → earlier T*", SPRINGER + " §3.4.1"
+    by_method = e.finetuned_by_method()
+    if not by_method:
+        return [not_measured(h, source, "fewer than two learning rates")]
+    out = []
+    for mth, rows in by_method.items():
+        lrs = sorted(rows["lr"].dropna().unique())
+        if len(lrs) < 2:
+            out.append(not_measured(h, source, f"{_prefix(mth)}fewer than two learning rates"))
+            continue
+        out.append(e.judged(h, source, f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
+                            "log2 T*(small lr) − log2 T*(large lr)",
+                            [rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, margin=False))
+    return out
+
+
+def tuned_metric_degrades(e: Evidence) -> list[dict]:
+    """The headline: the in-distribution metric at the tuned learning rate degrades past T*."""
+    h, source = "the in-distribution metric at the tuned learning rate degrades past T*", SPRINGER + " §2, §3.4.2"
+    tuned = e.tuned()
+    ident = tuned[(tuned["split"] == "id") & tuned["metric"].isin(["loss", "acc"])]
+    other_formats = {f for t in set(ident["eval_task"]) for f in prompt_formats(t)[1:]}
+    ident = ident[~ident["eval_task"].isin(other_formats)]
+    if ident.empty:
+        return [not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task")]
+    out = []
+    for (task, metric), g in ident.groupby(["eval_task", "metric"]):
+        g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
+        mth = g["ft_method"].fillna("full").iloc[0]
+        out.append(e.judged(h, source, f"{_prefix(mth)}{task} ({metric})",
+                            "largest budget − best earlier budget (worse direction; nats or accuracy)", [g], end_worse))
+    return out
+
+
+def _l2_runs(e: Evidence) -> pd.DataFrame:
+    pt = e.pretrain_loss
+    return pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) > 0)]
+
+
+def l2_delays_t_star(e: Evidence) -> list[dict]:
+    h, source = "ℓ2 toward the pretrained weights delays T*", SPRINGER + " §4"
+    pulled = _l2_runs(e)
+    if pulled.empty:
+        return [not_measured(h, source, "finetune.l2 has no λ > 0")]
+    full = e.finetuned_by_method().get("full", pulled.iloc[0:0])
+    return [e.judged(h, source, f"lr={lr:g}, λ={lam:g}", "log2 T*(λ) − log2 T*(λ=0)", [full[full["lr"] == lr], g],
+                     later, margin=False) for (lr, lam), g in pulled.groupby(["lr", "l2"])]
+
+
+def l2_costs_in_distribution_loss(e: Evidence) -> list[dict]:
+    h, source = "ℓ2 toward the pretrained weights costs in-distribution loss", SPRINGER + " §4"
+    pulled = _l2_runs(e)
+    if pulled.empty:
+        return [not_measured(h, source, "finetune.l2 has no λ > 0")]
+    m = e.rows
+    ft_all = m[(m["variant"] == "finetuned") & (m["ft_method"].fillna("full") == "full")]
+    out = []
+    for (lr, lam), _ in pulled.groupby(["lr", "l2"]):
+        own = ft_all[(ft_all["lr"] == lr) & (ft_all["split"] == "id") & (ft_all["metric"] == "loss")]
+        task = sorted(own["eval_task"].unique())[:1]
+        own = own[own["eval_task"].isin(task)]
+        out.append(e.judged(h, source, f"lr={lr:g}, λ={lam:g}, {task[0] if task else '-'}",
+                            "mean over budgets of ID loss(λ) − ID loss(λ=0) (nats)",
+                            [own[own["l2"].fillna(0) == lam], own[own["l2"].fillna(0) == 0]], mean_gap))
+    return out
+
+
+def forgetting_grows(e: Evidence) -> list[dict]:
+    h = "forgetting grows with pretraining tokens"
+    m = e.rows
+    forget = m[(m["metric"] == "forgetting_loss") & (m["split"] == "pretrain") & (m["l2"].fillna(0) == 0)]
+    if forget.empty:
+        return [not_measured(h, AMURO, "no held-out pretraining loss after fine-tuning")]
+    method = forget["ft_method"].fillna("full")
+    return [e.judged(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
+                     "slope of the pretraining-loss increase after fine-tuning per doubling",
+                     [rows[rows["lr"] == lr]], slope)
+            for mth in ("full", "llava") for rows in [forget[method == mth]] for lr in sorted(rows["lr"].dropna().unique())]
+
+
+def _prompt_spread(e: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
+    spread = e.rows[e.rows["metric"] == "prompt_spread_acc"]
+    return e.tuned(spread), spread[spread["variant"] == "base"]
+
+
+def finetuning_raises_prompt_sensitivity(e: Evidence) -> list[dict]:
+    h = "fine-tuning increases prompt sensitivity"
+    tuned, base = _prompt_spread(e)
+    if tuned.empty or base.empty:
+        return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
+    return [e.judged(h, AMURO, f"{task}, tuned lr", "mean over budgets of accuracy spread: fine-tuned − base",
+                     [g, base[base["eval_task"] == task]], mean_gap) for task, g in tuned.groupby("eval_task")]
+
+
+def pretraining_lowers_prompt_sensitivity(e: Evidence) -> list[dict]:
+    h = "more pretraining reduces prompt sensitivity after fine-tuning"
+    tuned, base = _prompt_spread(e)
+    if tuned.empty or base.empty:
+        return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
+    return [e.judged(h, AMURO, f"{task}, tuned lr", "−slope of the fine-tuned accuracy spread per doubling", [g],
+                     lambda x, y: -slope(x, y)) for task, g in tuned.groupby("eval_task")]
+
+
+def later_checkpoints_more_connected(e: Evidence) -> list[dict]:
+    """Linear mode connectivity (path dependence)."""
+    h, source = ("fine-tunes of later checkpoints are more linearly connected (lower barrier)",
+                 "path-dependence post (Alignment Forum)")
+    b = e.barriers
+    if b is None or b.empty or not (b["metric"] == "loss").any():
+        return [not_measured(h, source, "connectivity is off")]
+    b = b[b["metric"] == "loss"].rename(columns={"barrier": "value"})
+    return [e.judged(h, source, f"{task}, lr={lr:g}", "−slope of the loss barrier between seeds per doubling (nats)",
+                     [g.assign(seed=0)], lambda x, y: -slope(x, y)) for (task, lr), g in b.groupby(["eval_task", "lr"])]
+
+
+def learning_jumps(e: Evidence) -> list[dict]:
+    h, source = "training loss drops at epoch boundaries (learning jumps)", "fast.ai (Howard & Whitaker 2023)"
+    m = e.rows
+    jumps = m[(m["split"] == "ft_train") & (m["metric"] == "epoch1_loss_excess")]
+    if jumps.empty:
+        return [not_measured(h, source, "no fine-tune crosses an epoch boundary")]
+    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
+                     "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
+                     [g.drop(columns="_m")], lambda x, y: float(np.mean(y)))
+            for (mth, lr), g in jumps.assign(_m=jumps["ft_method"].fillna("full")).groupby(["_m", "lr"])]
+
+
+# Every claim, in the order of hypotheses.csv: a claim is a function (Evidence) -> its rows, or
+# its "not measured" row. Adding a claim is adding a function here and a test.
+CLAIMS: list[Callable[[Evidence], list[dict]]] = [
+    *(progressive_sensitivity(kind) for kind in KINDS.values()),
+    interior_t_star_under_noise,
+    larger_noise_earlier_t_star,
+    interior_t_star_after_finetuning,
+    larger_learning_rate_earlier_t_star,
+    tuned_metric_degrades,
+    l2_delays_t_star,
+    l2_costs_in_distribution_loss,
+    forgetting_grows,
+    finetuning_raises_prompt_sensitivity,
+    pretraining_lowers_prompt_sensitivity,
+    later_checkpoints_more_connected,
+    learning_jumps,
+]
+
+
+def claims(df: pd.DataFrame, best: pd.DataFrame | None = None, barriers: pd.DataFrame | None = None,
+           n_boot: int = N_BOOT, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
+    """Every claim on every model of the study: one row per claim and condition."""
+    rows = []
+    for model, m in df.groupby("model"):
+        e = Evidence(model, m, None if best is None else best[best["model"] == model],
+                     None if barriers is None else barriers[barriers["model"] == model], n_boot, min_effect)
+        rows += [{"model": model, **row} for claim in CLAIMS for row in claim(e)]
+    return pd.DataFrame(rows, columns=["model"] + COLUMNS)
