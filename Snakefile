@@ -38,6 +38,8 @@ include: "rules/theory.smk"
 include: "rules/figures.smk"
 
 
+# Bookkeeping and downloads (rules marked localrule) run where Snakemake runs: on SLURM the
+# submit node, which has the network that compute nodes often lack.
 rule all:
     default_target: True
     input:
@@ -46,6 +48,7 @@ rule all:
         FIGURES,
         THEORY,
         FINDINGS,
+    localrule: True
 
 
 onstart:
@@ -53,19 +56,6 @@ onstart:
 
 
 onsuccess:
+    from overtrain.analysis.tables import diverged_summary
+
     print(diverged_summary(METRICS))
-
-
-# Bookkeeping and downloads run where Snakemake runs (on SLURM: the submit node, which has the
-# network that compute nodes often lack), not through the queue.
-localrules:
-    all,
-    aggregate,
-    analyses,
-    findings,
-    publish,
-    figures,
-    theory,
-    hub_checkpoint,
-    local_checkpoint,
-    finetune_data,

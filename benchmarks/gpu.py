@@ -152,8 +152,8 @@ def main() -> None:
         model.to(getattr(torch, dtype))
     sync()
     t = time.perf_counter()
-    rows = evaluate.evaluate_model(model, tokenizer, {"synth_pretrain_ppl": "pretrain"}, {"pretrain_heldout": data},
-                                   limit=None, batch_size=a.batch_size, max_length=a.seq_len)
+    rows = evaluate.evaluate_model(model, tokenizer, evaluate.EvalSettings(
+        {"synth_pretrain_ppl": "pretrain"}, {"pretrain_heldout": data}, batch_size=a.batch_size, max_length=a.seq_len))
     sync()
     eval_s = time.perf_counter() - t
     eval_tokens = sum(len(tokenizer(d, add_special_tokens=False)["input_ids"]) for d in

@@ -45,17 +45,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 MICRO = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
 
+from overtrain import plan  # noqa: E402 (after the path setup above)
+
 
 def snakemake(workdir: Path, configfile: Path | None, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    if configfile:
-        cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=workdir)
-
-
-def job_counts(stdout: str) -> dict[str, int]:
-    block = stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+    return plan.run_snakemake(workdir, configfile, *args)
 
 
 def seconds_of(command: str) -> float:
@@ -71,18 +65,16 @@ def seconds_of(command: str) -> float:
 # --------------------------------------------------------------------------------------------- P1
 MODEL_IMPORTS = (
     f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; "
-    "from overtrain import models, evaluate, finetune; import lm_eval; "
+    "from overtrain import models; from overtrain.evaluation import evaluate; from overtrain.training import finetune; import lm_eval; "
     "from lm_eval.models.huggingface import HFLM; from transformers import LlamaForCausalLM"
 )
-TABLE_IMPORTS = f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; from overtrain import plots"
+TABLE_IMPORTS = f"import sys; sys.path.insert(0, {str(REPO)!r}); import snakemake; from overtrain.analysis import plots"
 LIGHT_RULES = {"aggregate", "analyses", "figures", "findings", "theory"}
 
 
 def p1_default_study(config: dict | None, keep: Path | None = None) -> dict:
     """One run of a study (the default when `config` is None) with `--cores 2`: wall time, per-rule
     job time, and its model FLOPs (overtrain plan's count) for the FLOP-limit comparison."""
-    from overtrain import plan
-
     work = Path(tempfile.mkdtemp(prefix="overtrain-p1-")) if keep is None else keep
     work.mkdir(parents=True, exist_ok=True)
     config = config or yaml.safe_load((REPO / "config.yaml").read_text())
@@ -101,7 +93,7 @@ def p1_default_study(config: dict | None, keep: Path | None = None) -> dict:
             rule = "evaluate_checkpoint" if f.name == "checkpoint.tsv" else "evaluate_finetuned"
         seconds = float(f.read_text().splitlines()[1].split("\t")[0])
         per_rule.setdefault(rule, []).append(seconds)
-    resolved = plan.resolved_config(str(configfile), REPO / "Snakefile")
+    resolved = plan.load_study(str(configfile), REPO / "Snakefile")
     flops = plan.plan(resolved, {k: len(v) for k, v in per_rule.items()}, mfu=1.0, peak_tflops=1.0,
                       eval_tokens=None)["rules"]
     startup_model, startup_table = seconds_of(MODEL_IMPORTS), seconds_of(TABLE_IMPORTS)
@@ -255,7 +247,7 @@ def p3_evaluation(limit: int, repeats: int = 3) -> dict:
     def ours() -> float:
         t = time.perf_counter()
         model, tokenizer = models.load_variant(work / "model")
-        evaluate.evaluate_model(model, tokenizer, splits, paths, limit=limit, batch_size=64, max_length=64)
+        evaluate.evaluate_model(model, tokenizer, evaluate.EvalSettings(splits, paths, limit=limit, max_length=64))
         return time.perf_counter() - t
 
     bare(), ours()  # warm-up: dataset caches, lazy imports
@@ -301,7 +293,7 @@ def p5_rerun_minimality() -> dict:
     more = json.loads(json.dumps(MICRO))
     more["finetune"]["learning_rates"].append(3.0e-3)
     (work / "b.yaml").write_text(yaml.safe_dump(more))
-    scheduled = job_counts(snakemake(work, work / "b.yaml", "-n").stdout)
+    scheduled = plan.parse_job_stats(snakemake(work, work / "b.yaml", "-n").stdout)
     ckpts = len(MICRO["models"]["tiny"]["budgets"]) * len(MICRO["models"]["tiny"]["seeds"])
     must = {"finetune": ckpts, "evaluate_finetuned": ckpts, "aggregate": 1, "analyses": 1, "figures": 1, "findings": 1,
             "all": 1}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 from pathlib import Path
@@ -108,7 +107,3 @@ def _size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n / 1e3:.0f} kB"
-
-
-def directory_size(model_dir: str | Path) -> int:
-    return sum(os.path.getsize(p) for p in Path(model_dir).iterdir() if p.is_file())

@@ -169,14 +169,25 @@ def serve(path: str, parent: int) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def start(path: str) -> int:
-    """Start a server for this process's run (it exits with this process); returns its pid."""
-    import subprocess
+def wanted(compute: dict, local: bool) -> bool:
+    """Whether a run's jobs start in warm processes: compute.warm_jobs, local execution (a
+    cluster job has its own allocation), inside no SLURM allocation, and a CPU study (a process
+    that initialised CUDA cannot fork)."""
+    gpu = compute["device"] == "cuda" or compute["gpus_per_job"] > 0
+    return compute["warm_jobs"] and local and not gpu and "SLURM_JOB_ID" not in os.environ
 
+
+def start(path: str | None = None) -> tuple[str, int]:
+    """Start a server for this process's run (it exits with this process); returns its socket
+    path (by default in a fresh private directory: a socket path must be short) and its pid."""
+    import subprocess
+    import tempfile
+
+    path = path or str(Path(tempfile.mkdtemp(prefix="overtrain-jobs-")) / "jobs.sock")
     proc = subprocess.Popen([sys.executable, "-m", "overtrain.jobserver", path, str(os.getpid())],
                             cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True)
     os.environ[ENV] = path
-    return proc.pid
+    return path, proc.pid
 
 
 def submit(timeout: float = 120.0) -> int | None:

@@ -19,16 +19,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+from overtrain.provenance import model_rules
+from overtrain.sources.corpus import INSTRUCTION, SPECIALS
+from overtrain.study import SCHEMA, Study, user_config
+
+SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
 # Parameter counts from the model cards, for planning offline when nothing is cached.
 KNOWN_PARAMETERS = {
     "allenai/OLMo-1B-hf": 1.18e9, "allenai/OLMo-1B": 1.18e9, "allenai/OLMo-2-0425-1B": 1.48e9,
     "allenai/OLMo-2-1124-7B": 7.3e9, "EleutherAI/pythia-160m": 1.62e8, "EleutherAI/pythia-410m": 4.05e8,
     "EleutherAI/pythia-1b": 1.01e9, "LLM360/Amber": 6.74e9,
 }
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-MODEL_RULES = ("pretrain", "pretrain_stable", "finetune", "evaluate_checkpoint", "evaluate_finetuned",
-               "connectivity", "generate", "judge", "judge_reference", "align_projector", "finetune_llava",
-               "evaluate_multimodal")
+
+
+def run_snakemake(workdir: str | Path, configfile: str | Path | None, *args: str, snakefile: Path = SNAKEFILE,
+                  timeout: float | None = None) -> subprocess.CompletedProcess:
+    """The workflow run as a user runs it, in `workdir` (its output captured): the one launcher of
+    `overtrain plan`, the benchmarks and the tests."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir)]
+    if configfile:
+        cmd += ["--configfile", str(Path(configfile).resolve())]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=workdir, timeout=timeout)
+
+
+def parse_job_stats(stdout: str) -> dict[str, int]:
+    """Jobs per rule from the "Job stats" table Snakemake prints."""
+    block = stdout.split("Job stats:")[1] if "Job stats:" in stdout else ""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block.split("total")[0], re.M)}
 
 
 def job_counts(configfile: str, snakefile: Path, workdir: str | None = None) -> dict[str, int]:
@@ -36,13 +53,10 @@ def job_counts(configfile: str, snakefile: Path, workdir: str | None = None) -> 
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(snakefile),
-               "--directory", workdir or tmp, "--configfile", str(Path(configfile).resolve())]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = run_snakemake(workdir or tmp, configfile, "-n", "--quiet", "rules", snakefile=snakefile)
     if r.returncode != 0:
         raise SystemExit(r.stdout[-2000:] + r.stderr[-2000:])
-    block = r.stdout.split("Job stats:")[1] if "Job stats:" in r.stdout else ""
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block.split("total")[0], re.M)}
+    return parse_job_stats(r.stdout)
 
 
 def header_parameters(path: Path) -> int:
@@ -90,15 +104,16 @@ def hub_parameters(repo: str, revision: str) -> tuple[float | None, str, int | N
 def synthetic_parameters(config: dict, model: dict) -> float:
     """The controlled study's tiny Llama: embeddings, untied head and blocks."""
     c, a = config["corpus"], model["architecture"]
-    vocab = 5 + c["topics"] + c["vocab"] + 4  # specials, topic tags, words, instruction words
+    vocab = len(SPECIALS) + c["topics"] + c["vocab"] + len(INSTRUCTION.split())  # Language.token_strings
     h, f, layers = a["hidden"], a["intermediate"], a["layers"]
     return float(2 * vocab * h + layers * (4 * h * h + 3 * h * f + 2 * h) + h)
 
 
-def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
+def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
          eval_tokens: float | None) -> dict:
     """Cost per rule and in total (see the module docstring). `eval_tokens` per evaluated
     variant; None: the synthetic tasks' own size, else 5e5."""
+    config = study.config
     ft, ev, compute = config["finetune"], config["evaluate"], config["compute"]
     rows: dict[str, dict] = {rule: {"jobs": n, "flops": 0.0, "download_bytes": 0.0, "disk_bytes": 0.0}
                              for rule, n in jobs.items()}
@@ -165,12 +180,9 @@ def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             eval_tokens = ev["limit"] * config["corpus"]["seq_len"] * tasks
         else:
             eval_tokens = 5e5
-    from overtrain.config import eval_splits, perturbations, perturbed_splits
-
-    splits = eval_splits(config)  # a perturbed variant is scored on perturb.splits' share of them
-    share = len(perturbed_splits(config, splits)) / max(1, len(splits))
-    variants = {"evaluate_checkpoint": 1 + len(perturbations(config)) * share,
-                "evaluate_finetuned": 1, "connectivity": config["connectivity"]["alphas"] + 2}
+    # a perturbed variant is scored on perturb.splits' share of the tasks
+    variants = {"evaluate_checkpoint": study.checkpoint_evaluations,
+                "evaluate_finetuned": 1, "connectivity": config["connectivity"]["points"] + 2}
     for rule, k in variants.items():
         if rule in rows:
             rows[rule]["flops"] += 2 * n_model * eval_tokens * k * rows[rule]["jobs"]
@@ -187,7 +199,7 @@ def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
     out_rows = []
     gpu_jobs = compute["device"] == "cuda" or compute["gpus_per_job"] > 0
     for rule, r in sorted(rows.items()):
-        hours = r["flops"] / per_gpu_flops / 3600 if rule in MODEL_RULES else 0.0
+        hours = r["flops"] / per_gpu_flops / 3600 if rule in model_rules() else 0.0
         row = {"rule": rule, "jobs": r["jobs"], "tflop": r["flops"] / 1e12,
                ("gpu_hours" if gpu_jobs else "device_hours"): hours,
                "download_gb": r["download_bytes"] / 1e9, "disk_gb": r["disk_bytes"] / 1e9}
@@ -203,35 +215,14 @@ def plan(config: dict, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             "rules": out_rows, "total": total, "notes": notes}
 
 
-def resolved_config(configfile: str, snakefile: Path) -> dict:
-    """The config as the workflow sees it: a file that defines `models` stands alone, any other
-    overrides keys of the default config.yaml (as the Snakefile does); schema defaults filled by
-    Snakemake's validate; hub selectors resolved by the same lock-aware resolver as the
-    workflow's (the lock, else the cache or the Hub)."""
-    import copy
-
-    import yaml
+def load_study(configfile: str, snakefile: Path) -> Study:
+    """The study as the workflow sees it (overtrain.study: the same merge with the default
+    config, Snakemake's schema validation, checks and the lock-aware hub resolution)."""
     from snakemake.utils import validate
 
-    from overtrain.sources.checkpoints import resolve_hub
-
     root = snakefile.resolve().parent
-    user = yaml.safe_load(Path(configfile).read_text()) or {}
-
-    def merge(base: dict, change: dict) -> dict:
-        out = copy.deepcopy(base)
-        for k, v in change.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    config = user if "models" in user else merge(yaml.safe_load((root / "config.yaml").read_text()), user)
-    validate(config, str(root / "schemas" / "config.schema.yaml"))
-    hub = {n: m for n, m in config["models"].items() if m["source"] == "hub"}
-    if hub:
-        lock = Path("results", config["experiment"], "checkpoints.lock")
-        for name, entry in resolve_hub(hub, lock).items():
-            config["models"][name]["revisions"] = entry["revisions"]
-    return config
+    config = user_config(configfile, root)
+    return Study.load(config, root, lambda c: validate(c, str(SCHEMA)))
 
 
 def table(result: dict) -> str:
@@ -258,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("plan", help="cost of a study before it runs", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configfile", default="config.yaml")
-    p.add_argument("--snakefile", default=str(Path(__file__).resolve().parents[1] / "Snakefile"))
+    p.add_argument("--snakefile", default=str(SNAKEFILE))
     p.add_argument("--mfu", type=float, default=0.3, help="model-FLOPs utilisation reached (default 0.3)")
     p.add_argument("--peak-tflops", type=float, default=312.0, help="device peak (default: A100 dense bf16)")
     p.add_argument("--eval-tokens", type=float, default=None,
@@ -266,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args(argv)
     snakefile = Path(a.snakefile)
-    config = resolved_config(a.configfile, snakefile)
-    result = plan(config, job_counts(a.configfile, snakefile), mfu=a.mfu, peak_tflops=a.peak_tflops,
+    study = load_study(a.configfile, snakefile)
+    result = plan(study, job_counts(a.configfile, snakefile), mfu=a.mfu, peak_tflops=a.peak_tflops,
                   eval_tokens=a.eval_tokens)
     print(json.dumps(result, indent=1) if a.json else table(result))
 

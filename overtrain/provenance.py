@@ -123,6 +123,25 @@ def code_digest(*entries: str | Path, root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
+def rule_scripts(rules_dir: Path = ROOT.parent / "rules") -> dict[str, Path]:
+    """Each rule of the workflow that runs a script → that script, read from rules/*.smk."""
+    import re
+
+    out = {}
+    for smk in sorted(Path(rules_dir).glob("*.smk")):
+        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+            name = re.search(r"^\s*rule (\w+):", block)
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            if name and script:
+                out[name[1]] = (Path(rules_dir) / script[1]).resolve()
+    return out
+
+
+def model_rules(rules_dir: Path = ROOT.parent / "rules") -> list[str]:
+    """The rules whose jobs may run a model: their scripts reach overtrain.models."""
+    return sorted(rule for rule, script in rule_scripts(rules_dir).items() if "overtrain.models" in import_closure(script))
+
+
 def package_modules(root: Path = ROOT) -> list[str]:
     """Every module of the package, by name."""
     root = Path(root).resolve()

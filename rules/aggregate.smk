@@ -13,6 +13,7 @@ rule aggregate:
         f"{LOGS}/aggregate.log",
     benchmark:
         f"{BENCH}/aggregate.tsv"
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -42,6 +43,7 @@ rule analyses:
         f"{LOGS}/analyses.log",
     benchmark:
         f"{BENCH}/analyses.tsv"
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -53,6 +55,7 @@ rule analyses:
         select=config["analysis"]["select"],
         bootstrap=config["analysis"]["bootstrap"],
         min_effect=config["analysis"]["min_effect"],
+        verdict_rule=verdict.rule(config["analysis"]["min_effect"]),
     script:
         "../scripts/analyses.py"
 
@@ -85,8 +88,9 @@ rule findings:
     params:
         code=code_version("../scripts/findings.py"),
         experiment=config["experiment"],
-        replicates=REPLICATES,
-        command=STUDY_COMMAND,
+        replicates=STUDY.replicates,
+        command=STUDY.command,
+        verdict_rule=verdict.rule(config["analysis"]["min_effect"]),
     script:
         "../scripts/findings.py"
 

@@ -20,12 +20,13 @@ rule connectivity:
         **MODEL_JOB_PARAMS,
         code=code_version("../scripts/connectivity.py"),
         seeds=config["connectivity"]["seeds"],
-        alphas=config["connectivity"]["alphas"],
+        points=config["connectivity"]["points"],
         splits=connectivity_splits,
         select=config["analysis"]["select"],
         limit=config["connectivity"]["limit"],
         batch_size=config["evaluate"]["batch_size"],
         task_data=config["evaluate"]["task_data"],
         max_length=eval_max_length,
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/connectivity.py"

@@ -14,7 +14,7 @@ rule evaluate_checkpoint:
     output:
         [
             f"{R}/evals/{{model}}/{{ckpt}}/{variant}.json"
-            for variant in CHECKPOINT_VARIANTS
+            for variant in STUDY.checkpoint_variants
         ],
     log:
         f"{LOGS}/evaluate/{{model}}/{{ckpt}}/checkpoint.log",
@@ -25,16 +25,16 @@ rule evaluate_checkpoint:
     threads: THREADS
     resources:
         mem_mb=model_resources,
-        runtime=lambda w, attempt: model_runtime(w, attempt) * len(CHECKPOINT_VARIANTS),
+        runtime=evaluation_runtime,
         gpu=GPUS,
     params:
         **EVAL_PARAMS,
         code=code_version("../scripts/evaluate_checkpoint.py"),
-        splits=SPLITS,
-        variants=CHECKPOINT_VARIANTS,
-        perturbed_tasks=list(grid.perturbed_splits(config, SPLITS)),
+        splits=STUDY.splits,
+        variants=STUDY.checkpoint_variants,
+        perturbed_tasks=list(STUDY.perturbed_splits),
         max_length=eval_max_length,
-        trust_remote_code=model_setting("trust_remote_code", False),
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/evaluate_checkpoint.py"
 
@@ -62,6 +62,6 @@ rule evaluate_finetuned:
         code=code_version("../scripts/evaluate.py"),
         splits=finetuned_splits,
         max_length=eval_max_length,
-        trust_remote_code=model_setting("trust_remote_code", False),
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/evaluate.py"

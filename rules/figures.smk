@@ -11,11 +11,19 @@ rule figures:
             )
             for name in FIGURE_NAMES
         },
-        **{f"{name}_pdf": f"{R}/figures/{name}.pdf" for name in FIGURE_NAMES},
+        **{
+            f"{name}_pdf": report(
+                f"{R}/figures/{name}.pdf",
+                caption=f"../report/{name}.rst",
+                category="Figures (PDF)",
+            )
+            for name in FIGURE_NAMES
+        },
     log:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCH}/figures.tsv"
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     threads: 1

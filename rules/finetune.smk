@@ -7,6 +7,7 @@ rule finetune_data:
         f"{LOGS}/finetune_data/{{model}}/{{task}}.log",
     benchmark:
         f"{BENCH}/finetune_data/{{model}}/{{task}}.tsv"
+    localrule: True
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -15,7 +16,7 @@ rule finetune_data:
         runtime=model_runtime,
     params:
         code=code_version("../scripts/finetune_data.py"),
-        spec=lambda w: FT_SPECS[w.task],
+        spec=lambda w: STUDY.specs[w.task],
         n_examples=config["finetune"]["n_examples"],
         n_val=config["finetune"]["n_val"],
         n_test=config["finetune"]["n_test"],
@@ -61,12 +62,8 @@ rule finetune:
         lora=lambda w: (
             config["finetune"]["lora"] if w.run.startswith("lora-") else None
         ),
-        max_len=lambda w: (
-            SEQ_LEN
-            if config["models"][w.model]["source"] == "pretrain"
-            else config["finetune"]["max_length"]
-        ),
-        trust_remote_code=model_setting("trust_remote_code", False),
+        max_len=train_max_length,
+        trust_remote_code=trust_remote_code,
         processes=PROCESSES,
     script:
         "../scripts/finetune.py"

@@ -77,7 +77,7 @@ rule generate:
         code=code_version("../scripts/generate.py"),
         max_new_tokens=JUDGE.get("max_new_tokens"),
         batch_size=JUDGE.get("batch_size"),
-        trust_remote_code=model_setting("trust_remote_code", False),
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/generate.py"
 

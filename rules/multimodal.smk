@@ -97,8 +97,8 @@ rule align_projector:
         code=code_version("../scripts/llava.py"),
         stage=MM["stage1"],
         llava={k: MM[k] for k in ("feature_layer", "select")},
-        max_len=lambda w: llava_max_len(w),
-        trust_remote_code=model_setting("trust_remote_code", False),
+        max_len=train_max_length,
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/llava.py"
 
@@ -129,8 +129,8 @@ rule finetune_llava:
             k: v for k, v in config["finetune"].items() if k not in FINETUNE_NON_PARAMS
         },
         llava={k: MM[k] for k in ("feature_layer", "select")},
-        max_len=lambda w: llava_max_len(w),
-        trust_remote_code=model_setting("trust_remote_code", False),
+        max_len=train_max_length,
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/llava.py"
 
@@ -159,8 +159,8 @@ rule evaluate_multimodal:
         code=code_version("../scripts/evaluate_multimodal.py"),
         limit=config["evaluate"]["limit"],
         batch_size=MM["batch_size"],
-        max_len=lambda w: llava_max_len(w),
-        trust_remote_code=model_setting("trust_remote_code", False),
+        max_len=train_max_length,
+        trust_remote_code=trust_remote_code,
         benchmarks=MM["benchmarks"],
         benchmark_include=MM["benchmark_include"],
     script:

@@ -31,7 +31,7 @@ rule pretrain:
             for k, v in config["models"][w.model].items()
             if k not in ("budgets", "seeds", "save_every")
         },
-        seq_len=SEQ_LEN,
+        seq_len=config["corpus"]["seq_len"],
         threads=THREADS,
     script:
         "../scripts/pretrain.py"
@@ -61,7 +61,7 @@ rule pretrain_stable:
             for k, v in config["models"][w.model].items()
             if k not in ("seeds", "save_every")
         },
-        seq_len=SEQ_LEN,
+        seq_len=config["corpus"]["seq_len"],
         threads=THREADS,
     script:
         "../scripts/pretrain_stable.py"
@@ -78,6 +78,7 @@ rule local_checkpoint:
         f"{BENCH}/local_checkpoint/{{model}}/{{ckpt}}.tsv"
     wildcard_constraints:
         model=models_with_source("local"),
+    localrule: True
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -100,6 +101,7 @@ rule hub_checkpoint:
         f"{BENCH}/hub_checkpoint/{{model}}/{{ckpt}}.tsv"
     wildcard_constraints:
         model=models_with_source("hub"),
+    localrule: True
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -109,9 +111,9 @@ rule hub_checkpoint:
     params:
         code=code_version("../scripts/hub_checkpoint.py"),
         repo=model_setting("repo"),
-        tokens=lambda w: HUB_TOKENS[(w.model, w.ckpt)],
+        tokens=lambda w: STUDY.hub_tokens[(w.model, w.ckpt)],
         # the lock's pin: a new pin (revisions_lock: refresh) redoes the checkpoint
-        commit=lambda w: HUB_COMMITS[(w.model, w.ckpt)],
-        trust_remote_code=model_setting("trust_remote_code", False),
+        commit=lambda w: STUDY.hub_commits[(w.model, w.ckpt)],
+        trust_remote_code=trust_remote_code,
     script:
         "../scripts/hub_checkpoint.py"

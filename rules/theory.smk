@@ -1,16 +1,25 @@
 rule theory:
     output:
-        table=f"{R}/tables/theory.csv",
+        table=report(
+            f"{R}/tables/theory.csv",
+            caption="../report/table_theory.rst",
+            category="Tables",
+        ),
         png=report(
             f"{R}/figures/theory.png",
             caption="../report/theory.rst",
             category="Figures",
         ),
-        pdf=f"{R}/figures/theory.pdf",
+        pdf=report(
+            f"{R}/figures/theory.pdf",
+            caption="../report/theory.rst",
+            category="Figures (PDF)",
+        ),
     log:
         f"{LOGS}/theory.log",
     benchmark:
         f"{BENCH}/theory.tsv"
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     threads: 1

@@ -4,10 +4,6 @@ import os
 import sys
 from pathlib import Path
 
-# The synthetic corpus files an evaluation may read (the rules pass those the study uses).
-EVAL_DATA_KEYS = ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc")
-
-
 def start(snakemake) -> None:
     sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))
     from overtrain import jobserver
@@ -31,5 +27,6 @@ def start(snakemake) -> None:
 
 
 def eval_data(snakemake) -> dict:
-    """The corpus files and prepared fine-tuning data directories (`ft_<task>`) a job reads."""
-    return {k: snakemake.input[k] for k in snakemake.input.keys() if k in EVAL_DATA_KEYS or k.startswith("ft_")}
+    """The files an evaluation reads besides the model (inputs named eval_data_<key>), by key."""
+    prefix = "eval_data_"
+    return {k.removeprefix(prefix): snakemake.input[k] for k in snakemake.input.keys() if k.startswith(prefix)}

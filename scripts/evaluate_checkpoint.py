@@ -1,5 +1,5 @@
-from _job import eval_data, start
-from _model import model_job
+from _job import start
+from _model import eval_settings, model_job
 
 start(snakemake)
 
@@ -11,15 +11,6 @@ evaluate.evaluate_checkpoint(
     dict(zip(p.variants, snakemake.output)),
     snakemake.input.checkpoint,
     {"model": w.model, "ckpt": w.ckpt},
-    splits=p.splits,
-    data_files=eval_data(snakemake),
-    limit=p.limit,
-    batch_size=p.batch_size,
-    max_length=p.max_length,
-    task_data=p.task_data,
-    max_gen_toks=p.max_gen_toks,
+    eval_settings(snakemake, device, dtype, p.splits),
     perturbed_tasks=p.perturbed_tasks,
-    trust_remote_code=p.trust_remote_code,
-    device=device,
-    dtype=dtype,
 )

@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,19 +34,9 @@ def write_config(path: Path, cfg: dict) -> Path:
 def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 600, workflow: Path = REPO):
     """Run the repo's workflow (or a copy of it) in `workdir` with `configfile`; returns the
     CompletedProcess."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(workflow / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    from overtrain.plan import run_snakemake
+
+    return run_snakemake(workdir, configfile, *args, snakefile=workflow / "Snakefile", timeout=timeout)
 
 
 @pytest.fixture
@@ -78,7 +67,7 @@ def tiny_finetune(checkpoint, data, out, **changes):
 
     settings = {"lr": 1e-3, "steps": 12, "batch_size": 8, "max_len": 32, "warmup_steps": 2, "schedule": "cosine",
                 "weight_decay": 0.0, "grad_clip": 1.0, "seed": 0, **changes}
-    return finetune(checkpoint, data, out, FinetuneSpec(**settings))
+    return finetune(checkpoint, data, out, FinetuneSpec.flat(**settings))
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,33 @@ def test_pretrain_loss_summary_without_perturbations(tmp_path):
     summary = tables.pretrain_loss_by_variant(tables.metrics_table(files))
     assert summary["condition"].tolist() == ["base", "fine-tune full lr=0.001"]
     assert summary["increase"].tolist() == pytest.approx([0.0, 0.5])
+
+
+def test_a_model_whose_results_mix_devices_or_dtypes_is_refused(tmp_path):
+    """Results say how they were made (evaluation.results.write_result); the tidy table refuses a
+    model whose numbers come from two device types or dtypes, naming a file of each."""
+    def result(name, device, dtype, model="m"):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"model": model, "ckpt": name, "tokens": 10, "variant": "base", "status": "ok",
+                                    "rows": [{"eval_task": "t", "split": "id", "metric": "acc", "value": 0.5}],
+                                    "runtime": {"device": device, "dtype": dtype}}))
+        return path
+
+    same = [result("a", "cuda:0", "bfloat16"), result("b", "cuda:1", "bfloat16"), result("c", "cpu", "float32", "n")]
+    assert len(tables.metrics_table(same)) == 3  # two GPUs of one kind; another model on the CPU
+    with pytest.raises(ValueError, match=r"model 'm'.*cpu float32: e\.g\. .*d\.json.*cuda bfloat16"):
+        tables.metrics_table(same + [result("d", "cpu", "float32")])
+
+
+def test_the_study_log_lists_the_fine_tunes_that_diverged(tmp_path):
+    base = {c: None for c in tables.METRIC_COLUMNS}
+    rows = [{**base, "model": "m", "ckpt": f"c{i}", "tokens": 10, "variant": "finetuned", "ft_task": "t",
+             "ft_method": "full", "lr": lr, "seed": 0, "l2": 0.0, "eval_task": "t", "split": "ft_train",
+             "metric": "diverged", "value": flag} for i, (lr, flag) in enumerate([(1e-3, 0.0), (50.0, 1.0)])]
+    path = tmp_path / "metrics.csv"
+    pd.DataFrame(rows, columns=tables.METRIC_COLUMNS).to_csv(path, index=False)
+    assert tables.diverged_summary(path) == ("1 fine-tune(s) diverged (stopped early, not evaluated; never chosen "
+                                             "as best lr):\n  m c1 t full lr=50.0 seed=0")
+    pd.DataFrame(rows[:1], columns=tables.METRIC_COLUMNS).to_csv(path, index=False)
+    assert tables.diverged_summary(path) == "No fine-tune diverged."
+    assert tables.diverged_summary(tmp_path / "missing.csv") == ""

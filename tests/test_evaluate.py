@@ -46,7 +46,7 @@ def test_response_loss_and_multiple_choice_of_a_task(prepared):
     model, tok = models.load_variant(d / "ckpt")
     splits = {"ft_cls_val": "val", "ft_cls_test": "id", "ft_cls_test_mc": "id", "ft_cls_test_mc_instruct": "id",
               "ft_cls_test_mc_raw": "id"}
-    rows = evaluate.evaluate_model(model, tok, splits, {"ft_cls": out}, limit=None, batch_size=8)
+    rows = evaluate.evaluate_model(model, tok, evaluate.EvalSettings(splits, {"ft_cls": out}, limit=None, batch_size=8))
     got = {(r["eval_task"], r["metric"]): r["value"] for r in rows}
     test = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
     assert got[("ft_cls_test", "loss")] == pytest.approx(direct_loss(model, tok, test), rel=1e-4)
@@ -85,7 +85,7 @@ def test_tasks_built_once_score_like_simple_evaluate(tiny_study):
     d, paths = tiny_study
     model, tok = models.load_variant(d / "ckpt")
     splits = {"synth_pretrain_ppl": "pretrain", "synth_ft_mc": "id", "synth_ft_val_ppl": "val"}
-    ev = evaluate.Evaluation(model, tok, splits, paths, limit=16, batch_size=8)
+    ev = evaluate.Evaluation(model, tok, evaluate.EvalSettings(splits, paths, limit=16, batch_size=8))
     first = ev.rows()
     pristine = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -137,8 +137,8 @@ def test_perturbed_variants_are_scored_on_their_tasks_only(tiny_study, tmp_path)
     def run(name, perturbed_tasks):
         out = {v: tmp_path / name / f"{v}.json" for v in ("base", "gauss-g0.5-s0")}
         out["base"].parent.mkdir()
-        evaluate.evaluate_checkpoint(out, d / "ckpt", {"model": "m", "ckpt": "c"}, splits=splits, data_files=data,
-                                     limit=8, batch_size=8, max_length=None, perturbed_tasks=perturbed_tasks)
+        evaluate.evaluate_checkpoint(out, d / "ckpt", {"model": "m", "ckpt": "c"},
+                                     evaluate.EvalSettings(splits, data, limit=8, batch_size=8), perturbed_tasks)
         return {v: json.loads(p.read_text())["rows"] for v, p in out.items()}
 
     only = run("only", ["synth_pretrain_ppl"])

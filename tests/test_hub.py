@@ -84,7 +84,7 @@ def test_checkpoint_tokens_needs_help_when_the_name_is_silent():
 
 def test_resolve_and_select_from_the_cache(hf_home):
     fill_cache(hf_home, REPO_ID, REVISIONS)
-    assert checkpoints.list_revisions(REPO_ID) == sorted(REVISIONS)
+    assert sorted(checkpoints.ref_commits(REPO_ID)) == sorted(REVISIONS)
     model = {"repo": REPO_ID, "revisions": {"count": 2}}
     assert checkpoints.select_revisions(model, sorted(REVISIONS)) == ["step1000-tokens4B", "step3000-tokens13B"]
     model = {"repo": REPO_ID, "revisions": {"count": 5, "max_tokens": 9e9}}
@@ -98,7 +98,9 @@ def test_download_records_commit_and_loads_safely(hf_home, tmp_path):
     assert meta["tokens"] == 8 * 10**9 and meta["repo"] == REPO_ID
     assert json.loads((tmp_path / "ckpt" / "meta.json").read_text())["commit"] == meta["commit"]
     model, tok = models.load_variant(tmp_path / "ckpt")
-    assert model.config.vocab_size == tok.vocab_size or model.config.vocab_size == len(tok)
+    ids = tok("a loaded checkpoint reads its own tokens", return_tensors="pt")["input_ids"]
+    assert model.config.vocab_size >= len(tok) and int(ids.max()) < model.config.vocab_size
+    assert model(ids).logits.shape[-1] == model.config.vocab_size
 
 
 def test_pickle_only_repo_is_refused(hf_home, tmp_path):
@@ -112,7 +114,7 @@ def test_no_cache_and_no_hub_is_a_clear_error(hf_home, tmp_path):
     with pytest.raises(checkpoints.HubError, match=r"overtrain-test/absent revision step5-tokens1B .*hf download"):
         checkpoints.download_hub("overtrain-test/absent", "step5-tokens1B", tmp_path / "c", tokens=1)
     with pytest.raises(checkpoints.HubError, match="overtrain-test/absent: the Hub is unreachable"):
-        checkpoints.list_revisions("overtrain-test/absent")
+        checkpoints.ref_commits("overtrain-test/absent")
 
 
 def hub_config(revisions, tmp_path):

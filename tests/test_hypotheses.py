@@ -6,6 +6,7 @@ import pytest
 
 from overtrain.analysis import hypotheses
 from overtrain.analysis.tables import METRIC_COLUMNS
+from overtrain.analysis.verdict import MIN_EFFECT, verdict
 
 TOKENS = [1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6]
 
@@ -73,10 +74,10 @@ def test_earlier_t_star_statistic():
     small = (np.log2(x) - np.log2(8e5)) ** 2
     large = (np.log2(x) - np.log2(2e5)) ** 2
     assert hypotheses.earlier(x, small, large) == pytest.approx(2.0)
-    assert hypotheses.verdict(0.1, 0.5, 3) == "supported"
-    assert hypotheses.verdict(-0.5, 0.0, 3) == "not supported"
-    assert hypotheses.verdict(-0.1, 0.2, 3) == "inconclusive"
-    assert hypotheses.verdict(0.1, 0.5, 1) == "inconclusive"
+    assert verdict(0.1, 0.5, 3) == "supported"
+    assert verdict(-0.5, 0.0, 3) == "not supported"
+    assert verdict(-0.1, 0.2, 3) == "inconclusive"
+    assert verdict(0.1, 0.5, 1) == "inconclusive"
 
 
 def test_degradation_past_T_star_is_signed():
@@ -87,8 +88,8 @@ def test_degradation_past_T_star_is_signed():
     assert hypotheses.end_worse(x, improving) == pytest.approx(-0.05)
     degraded = np.array([3.0, 2.5, 2.2, 2.0, 2.1, 2.3])
     assert hypotheses.end_worse(x, degraded) == pytest.approx(0.3)
-    assert hypotheses.verdict(-0.08, -0.02, 3) == "not supported"
-    assert hypotheses.verdict(-0.08, 0.02, 3) == "inconclusive"
+    assert verdict(-0.08, -0.02, 3) == "not supported"
+    assert verdict(-0.08, 0.02, 3) == "inconclusive"
 
 
 def test_an_effect_below_the_margin_is_inconclusive_whichever_way_float_rounding_moves_it():
@@ -99,15 +100,15 @@ def test_an_effect_below_the_margin_is_inconclusive_whichever_way_float_rounding
     moved = {**hair, 0: [BASE[0][i] - 0.0005 * i for i in range(6)]}
     for noisy in (hair, moved):
         row = claim(table(BASE, noisy), "progressive sensitivity to Gaussian noise")
-        assert row["verdict"] == "inconclusive" and row["min_effect"] == hypotheses.MIN_EFFECT
+        assert row["verdict"] == "inconclusive" and row["min_effect"] == MIN_EFFECT
     strict = hypotheses.claims(table(BASE, hair), n_boot=300, min_effect=0.0)
     assert strict[strict["hypothesis"] == "progressive sensitivity to Gaussian noise"].iloc[0]["verdict"] == "supported"
     loose = hypotheses.claims(table(BASE, moved), n_boot=300, min_effect=0.0)
     assert loose[loose["hypothesis"] == "progressive sensitivity to Gaussian noise"].iloc[0]["verdict"] == "inconclusive"
-    assert hypotheses.verdict(0.005, 0.02, 3, 0.01) == "inconclusive"
-    assert hypotheses.verdict(0.011, 0.02, 3, 0.01) == "supported"
-    assert hypotheses.verdict(-0.05, -0.01, 3, 0.01) == "not supported"
-    assert hypotheses.verdict(-0.05, -0.009, 3, 0.01) == "inconclusive"
+    assert verdict(0.005, 0.02, 3, 0.01) == "inconclusive"
+    assert verdict(0.011, 0.02, 3, 0.01) == "supported"
+    assert verdict(-0.05, -0.01, 3, 0.01) == "not supported"
+    assert verdict(-0.05, -0.009, 3, 0.01) == "inconclusive"
 
 
 def test_claims_on_t_star_location_count_any_shift():

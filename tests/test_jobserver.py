@@ -88,7 +88,7 @@ def test_without_a_server_the_job_runs_in_its_own_process(tmp_path):
 def test_the_server_leaves_with_its_parent(tmp_path):
     path = str(tmp_path / "orphan.sock")
     parent = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r); "
-                               "from overtrain import jobserver; print(jobserver.start(%r), flush=True); "
+                               "from overtrain import jobserver; print(jobserver.start(%r)[1], flush=True); "
                                "time.sleep(300)" % (str(REPO), path)], stdout=subprocess.PIPE, text=True)
     server_pid = int(parent.stdout.readline())
     deadline = time.time() + 120
@@ -101,3 +101,15 @@ def test_the_server_leaves_with_its_parent(tmp_path):
     while alive(server_pid) and time.time() < deadline:
         time.sleep(0.1)
     assert not alive(server_pid) and not os.path.exists(path)
+
+
+def test_warm_jobs_only_for_local_cpu_runs_outside_slurm(monkeypatch):
+    cpu = {"warm_jobs": True, "device": "auto", "gpus_per_job": 0}
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert jobserver.wanted(cpu, local=True)
+    assert not jobserver.wanted(cpu, local=False)  # a cluster executor: each job has its allocation
+    assert not jobserver.wanted({**cpu, "warm_jobs": False}, local=True)
+    assert not jobserver.wanted({**cpu, "gpus_per_job": 1}, local=True)  # CUDA cannot fork
+    assert not jobserver.wanted({**cpu, "device": "cuda"}, local=True)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")  # Snakemake itself inside an allocation
+    assert not jobserver.wanted(cpu, local=True)

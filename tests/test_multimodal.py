@@ -34,7 +34,7 @@ def mm_study(tiny_study, tmp_path_factory):
 def spec(stage, **changes):
     from overtrain.training.llava import LlavaSpec
 
-    return LlavaSpec(**{"stage": stage, "lr": 3e-3, "steps": 8, "batch_size": 8, "max_len": 32, **changes})
+    return LlavaSpec.flat(**{"stage": stage, "lr": 3e-3, "steps": 8, "batch_size": 8, "max_len": 32, **changes})
 
 
 def test_images_are_a_function_of_the_seed_and_picture_the_transcription(mm_study, tmp_path):
@@ -160,6 +160,14 @@ def test_evaluation_scores_the_image_conditioned_sets(mm_study, tmp_path):
     assert rows["synth_mm_val"]["split"] == "val" and rows["synth_mm_test"]["split"] == "id"
     assert 0 <= rows["synth_mm_mc"]["value"] <= 1 and rows["synth_mm_mc"]["metric"] == "acc"
     assert all(np.isfinite(r["value"]) and r["value"] > 0 for k, r in rows.items() if k != "synth_mm_mc")
+    assert result["runtime"]["dtype"] == "float32" and result["versions"]["torch"]
+    # compute.dtype reaches the image-conditioned rows as it does the fine-tune's text rows (bf16 on
+    # a GPU; here its CPU analogue): the numbers move by bf16 rounding only
+    half = multimodal.evaluate(tmp_path / "ev16.json", d / "ckpt", out / "vision", tmp_path / "ft", out / "data",
+                               labels, task="synth_mm", limit=None, batch_size=8, max_len=32, dtype="bfloat16")
+    assert half["runtime"]["dtype"] == "bfloat16"
+    for r in half["rows"]:
+        assert r["value"] == pytest.approx(rows[r["eval_task"]]["value"], rel=0.05, abs=0.13), r
 
 
 def test_a_wrong_pairing_of_task_and_method_is_rejected(micro_config):

@@ -79,7 +79,7 @@ def micro_config():
 
     from overtrain import plan
 
-    return plan.resolved_config(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile")
+    return plan.load_study(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile").config
 
 
 def test_perturbed_variants_exist_only_where_their_splits_are_evaluated():

@@ -8,18 +8,19 @@ from overtrain import plan
 
 @pytest.fixture
 def micro():
-    return plan.resolved_config(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile")
+    return plan.load_study(str(REPO / "configs" / "micro.yaml"), REPO / "Snakefile")
 
 
 def test_training_and_evaluation_flops_follow_6N_and_2N(micro):
     jobs = {"pretrain": 2, "finetune": 3, "evaluate_checkpoint": 2, "figures": 1}
     r = plan.plan(micro, jobs, mfu=0.5, peak_tflops=100.0, eval_tokens=1000.0)
     n = r["parameters"][0]["parameters"]
-    assert n == plan.synthetic_parameters(micro, micro["models"]["tiny"])
+    config = micro.config
+    assert n == plan.synthetic_parameters(config, config["models"]["tiny"])
     rows = {row["rule"]: row for row in r["rules"]}
-    ft = micro["finetune"]
+    ft = config["finetune"]
     assert ft["steps"] is None  # micro trains for epochs over the synthetic task's documents
-    ft_tokens = ft["epochs"] * micro["corpus"]["ft_train_docs"] * micro["corpus"]["seq_len"]
+    ft_tokens = ft["epochs"] * config["corpus"]["ft_train_docs"] * config["corpus"]["seq_len"]
     assert rows["finetune"]["tflop"] * 1e12 == pytest.approx(6 * n * ft_tokens * 3)
     # the base on its 6 tasks, each of the 2 perturbed variants on 1 (perturb.splits: [pretrain])
     variants = 1 + 2 * 1 / 6

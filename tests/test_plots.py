@@ -4,7 +4,7 @@ perturbations, connectivity or learning-rate selection still gets every figure."
 import pandas as pd
 import pytest
 
-from overtrain.analysis import plots, tables
+from overtrain.analysis import analyses, catalog, plots
 from overtrain.analysis.tables import METRIC_COLUMNS
 
 
@@ -31,25 +31,23 @@ def study(pretrain: bool, perturb: bool) -> pd.DataFrame:
 
 @pytest.mark.parametrize("pretrain,perturb", [(False, False), (False, True), (True, False)])
 def test_every_figure_is_drawn_from_whatever_was_measured(tmp_path, pretrain, perturb):
+    """The analyses rule's tables and every registered figure, from a study that measured only
+    part of what they draw."""
     metrics = study(pretrain, perturb)
-    best = tables.best_learning_rates(metrics, {"task": "own", "metric": "loss", "higher_is_better": False})
-    assert list(best["lr"]) == [1e-5, 1e-5]
-    tuned = tables.tuned_metrics(metrics, best)
-    gain = tables.finetune_gain(metrics)
-    barriers, soups = tables.connectivity_tables([])
-    calls = {
-        "noise": lambda p: plots.noise_pretrain_loss(metrics, p),
-        "ft_pt": lambda p: plots.finetune_pretrain_loss(metrics, p),
-        "ft_task": lambda p: plots.finetune_task_metric(metrics, p),
-        "quant": lambda p: plots.quantization_pretrain_loss(metrics, p),
-        "tuned": lambda p: plots.tuned_learning_rate(tuned, best, p),
-        "gain": lambda p: plots.finetune_gain(gain, metrics, p),
-        "prompts": lambda p: plots.prompt_sensitivity(metrics, p),
-        "conn": lambda p: plots.connectivity(barriers, soups, p),
-    }
-    for name, draw in calls.items():
-        paths = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
-        draw(paths)
-        assert all(p.stat().st_size > 1000 for p in paths), name
-    for table in (tables.pretrain_loss_by_variant(metrics), tables.inflection_table(metrics, best, 20)):
-        assert isinstance(table, pd.DataFrame)
+    select = {"task": "own", "metric": "loss", "higher_is_better": False}
+    computed = analyses.compute(metrics, [], select, n_boot=20, min_effect=0.01)
+    assert list(computed["best_lr"]["lr"]) == [1e-5, 1e-5]
+    assert list(computed) == catalog.table_names()
+    plots.draw_all({**computed, "metrics": metrics}, lambda name: [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"])
+    for name in catalog.figure_names():
+        assert all((tmp_path / f"{name}.{ext}").stat().st_size > 1000 for ext in ("png", "pdf")), name
+
+
+def test_every_figure_and_table_is_known_to_the_workflow_and_has_a_caption():
+    from conftest import REPO
+
+    assert catalog.figure_names() == list(plots.FIGURES)
+    for name in catalog.figure_names():
+        assert (REPO / "report" / f"{name}.rst").exists(), name
+    for name in catalog.table_names():
+        assert (REPO / "report" / f"table_{name}.rst").exists(), name

@@ -53,26 +53,17 @@ def test_editing_a_reached_module_changes_the_digest_and_an_unreached_one_does_n
     assert provenance.code_digest(script, root=pkg) != before
 
 
-def _rule_blocks() -> dict[str, str]:
-    blocks = {}
+def test_every_rule_with_a_script_hashes_that_script_and_nothing_is_typed():
+    scripts = provenance.rule_scripts()
+    assert len(scripts) >= 20
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
-            if m := re.search(r"^\s*rule (\w+):", block):
-                blocks[m[1]] = block
-    return blocks
-
-
-def test_every_rule_with_a_script_hashes_that_script_and_nothing_is_typed():
-    blocks = _rule_blocks()
-    scripted = {name: b for name, b in blocks.items() if "script:" in b}
-    assert len(scripted) >= 20
-    for name, block in scripted.items():
-        script = re.search(r'script:\s*\n\s*"([^"]+)"', block)[1]
-        assert f'code=code_version("{script}")' in block, f"rule {name}: its code param must hash {script}"
-        closure = provenance.import_closure((REPO / "rules" / script).resolve())
-        assert closure and closure[0] == "overtrain", name
-    common = (REPO / "rules" / "common.smk").read_text()
-    assert "def code_version(script)" in common
+            name = re.search(r"^\s*rule (\w+):", block)
+            if name and name[1] in scripts:
+                script = re.search(r'script:\s*\n\s*"([^"]+)"', block)[1]
+                assert f'code=code_version("{script}")' in block, f"rule {name[1]}: its code param must hash {script}"
+    assert all(provenance.import_closure(s)[0] == "overtrain" for s in scripts.values())
+    assert "def code_version(script)" in (REPO / "rules" / "common.smk").read_text()
 
 
 def test_the_job_server_preloads_every_module_a_job_script_reaches():
@@ -89,11 +80,6 @@ def test_resume_states_are_keyed_by_the_training_modules_closure():
 
     closure = provenance.import_closure(finetune.__file__)
     assert {"overtrain.training.finetune", "overtrain.training.loop", "overtrain.training.sft", "overtrain.models"} <= set(closure)
-
-
-def _script_of_rules() -> dict[str, Path]:
-    return {name: (REPO / "rules" / re.search(r'script:\s*\n\s*"([^"]+)"', b)[1]).resolve()
-            for name, b in _rule_blocks().items() if "script:" in b}
 
 
 # The modules whose edits were not rerun before code versions were derived (six of them), the
@@ -116,7 +102,7 @@ def test_editing_a_module_of_a_finished_study_reruns_exactly_the_rules_that_impo
     for name in ("Snakefile", "config.yaml", "configs", "rules", "scripts", "overtrain", "schemas", "report", "envs",
                  "profiles"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, copy / name)  # keeps mtimes
-    scripts = _script_of_rules()
+    scripts = provenance.rule_scripts()
 
     def changed() -> dict[str, set[str]]:
         r = snakemake(work, configfile, "-n", "--summary", workflow=copy)

@@ -18,7 +18,7 @@ from overtrain.training import loop
 CALLS = {
     "pretrain": "pretrain.pretrain(D/'language.npz', D/'tok', OUT, pretrain.PretrainSpec(architecture={arch}, "
     "optimizer={opt}, batch_size=8, seq_len=32, seed=0, data_seed=1, save_every=25), budget_tokens=256*600)",
-    "finetune": "finetune.finetune(D/'ckpt', D/'ft_train.jsonl', OUT, finetune.FinetuneSpec(lr=1e-3, steps=600, "
+    "finetune": "finetune.finetune(D/'ckpt', D/'ft_train.jsonl', OUT, finetune.FinetuneSpec.flat(lr=1e-3, steps=600, "
     "batch_size=8, max_len=32, warmup_steps=5, schedule='cosine', weight_decay=0.0, grad_clip=1.0, seed=0, "
     "save_every=25))",
 }
@@ -32,7 +32,7 @@ def data(tiny_study):
 def launch(kind, d, out):
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from pathlib import Path\nfrom overtrain import finetune, pretrain\n"
+        "from pathlib import Path\nfrom overtrain.training import finetune, pretrain\n"
         f"D = Path({str(d)!r}); OUT = Path({str(out)!r})\n"
         + CALLS[kind].format(arch=ARCH, opt=OPT)
     )

@@ -10,12 +10,7 @@ import pytest
 from conftest import LEAN, MICRO, snakemake, write_config
 
 from overtrain.analysis.tables import METRIC_COLUMNS
-
-
-def job_counts(dry_run_stdout: str) -> dict[str, int]:
-    block = dry_run_stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
-
+from overtrain.plan import parse_job_stats
 
 BAD = [
     ({"models": {"tiny": {"colour": "red"}}}, "models.tiny: unknown key(s) ['colour']"),
@@ -154,7 +149,7 @@ def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
     more = merge(MICRO, {"finetune": {"learning_rates": [1e-3, 3e-3]}})
     r = snakemake(work, write_config(work / "more.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert job_counts(r.stdout) == {  # 4 checkpoints (2 budgets × 2 pretraining seeds)
+    assert parse_job_stats(r.stdout) == {  # 4 checkpoints (2 budgets × 2 pretraining seeds)
         "finetune": 4,
         "evaluate_finetuned": 4,
         "aggregate": 1,
@@ -171,7 +166,7 @@ def test_adding_a_pretraining_seed_schedules_only_its_replicate(micro_run):
     more = merge(MICRO, {"models": {"tiny": {"seeds": [0, 1, 2]}}})
     r = snakemake(work, write_config(work / "more_seeds.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert job_counts(r.stdout) == {
+    assert parse_job_stats(r.stdout) == {
         "pretrain": 2, "finetune": 4, "evaluate_checkpoint": 2, "evaluate_finetuned": 2, "connectivity": 2,
         "aggregate": 1, "analyses": 1, "figures": 1, "findings": 1, "all": 1,
     }
@@ -184,7 +179,7 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
     more = merge(MICRO, {"models": {"tiny": {"budgets": [8192, 16384, 24576]}}})
     r = snakemake(work, write_config(work / "more_budget.yaml", more), "-n")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert job_counts(r.stdout) == {  # the new budget, for each of the 2 pretraining seeds
+    assert parse_job_stats(r.stdout) == {  # the new budget, for each of the 2 pretraining seeds
         "pretrain": 2,
         "finetune": 4,  # seed 0 and connectivity's seed 1, which the connectivity job scores
         "evaluate_checkpoint": 2,
@@ -207,7 +202,7 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
     # 4 checkpoints × (lora + full-l2 10 + lora-l2 10) × 2 seeds (connectivity's; the grid
     # evaluates seed 0): the plain full runs are done already; each new group gets its
     # connectivity job
-    assert job_counts(r.stdout) == {
+    assert parse_job_stats(r.stdout) == {
         "finetune": 24,
         "evaluate_finetuned": 12,
         "connectivity": 12,

@@ -10,6 +10,7 @@ import platform
 import pandas as pd
 
 from overtrain.analysis.formatting import format_tokens
+from overtrain.analysis.verdict import rule
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -43,9 +44,10 @@ def verdict_table(hypotheses: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _margins(hypotheses: pd.DataFrame) -> str:
+def _margin(hypotheses: pd.DataFrame) -> float:
+    """δ, as the table records it (the claims on T*'s location record 0)."""
     values = sorted({float(v) for v in hypotheses["min_effect"].dropna() if v > 0})
-    return ", ".join(f"{v:g} nats or accuracy" for v in values) or "0"
+    return values[-1] if values else 0.0
 
 
 def render(*, experiment: str, command: str, code: str, replicates: int, hypotheses: pd.DataFrame,
@@ -71,12 +73,7 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
         "",
         "## The seed papers' claims",
         "",
-        "Verdict rule: **supported** if the 95% interval of the effect (signed so that > 0 is what the paper "
-        "claims) lies above δ, **not supported** if it lies at or below −δ, **inconclusive** otherwise (or with fewer "
-        "than 2 replicates, or when the study did not measure it). δ is the smallest effect a verdict counts "
-        f"(`analysis.min_effect`: {_margins(hypotheses)}; 0 for claims on T*'s location, which moves in whole "
-        "budgets). With three replicates the interval of a mean is the range of the replicates' own values: "
-        "read a firm verdict as 'every replicate shows it, by more than δ'.",
+        "Verdict rule: " + rule(_margin(hypotheses)),
         "",
     ]
     rows = [[h["hypothesis"], h["condition"], _ci(h["effect"], h["ci_low"], h["ci_high"], h["n_seeds"]),

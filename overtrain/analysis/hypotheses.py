@@ -6,13 +6,8 @@ signed so that a positive effect is what the paper claims. The replicates are re
 replacement (the same resample for every curve of a claim) and the statistic recomputed on the
 mean curves; the interval is the central 95% of the resamples.
 
-Verdict: supported if the interval lies above +δ; not supported if it lies at or below −δ;
-inconclusive otherwise, with fewer than 2 replicates, or when the study did not measure what the
-claim needs. δ (`analysis.min_effect`, in nats or accuracy; 0 for T*'s location, which moves in
-whole budgets) is the smallest effect a verdict counts. Why a margin: with three replicates the
-percentile interval of a mean is the range of the replicates' own statistics, so without one a
-claim that every seed shows by a hair is "supported" on one CPU and "inconclusive" on the next,
-whose float rounding moves one seed across 0. pandas and numpy only.
+The verdict rule (a margin δ around 0, and why) is overtrain.analysis.verdict's. pandas and
+numpy only.
 """
 
 from __future__ import annotations
@@ -25,24 +20,14 @@ import pandas as pd
 
 from overtrain.analysis.intervals import N_BOOT, curves, interval
 from overtrain.analysis.tables import increase_over_base, tuned_metrics
+from overtrain.analysis.verdict import MIN_EFFECT, verdict
 from overtrain.config import prompt_formats
 from overtrain.perturb import KINDS, Kind
 
 COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "min_effect", "n_seeds", "verdict",
            "statistic"]
-MIN_EFFECT = 0.01  # nats or accuracy: 1% perplexity, one accuracy point
 SPRINGER = "Springer et al. 2025"
 AMURO = "Amuro & Char (Sun & Dredze 2024)"
-
-
-def verdict(ci_low: float, ci_high: float, n: int, min_effect: float = 0.0) -> str:
-    if n < 2 or not np.isfinite(ci_low) or not np.isfinite(ci_high):
-        return "inconclusive"
-    if ci_low > min_effect:
-        return "supported"
-    if ci_high <= -min_effect:
-        return "not supported"
-    return "inconclusive"
 
 
 def bootstrap_effect(rows: list[pd.DataFrame], statistic: Callable[..., float], n_boot: int = N_BOOT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -14,6 +15,26 @@ import pandas as pd  # noqa: E402
 from overtrain.analysis.formatting import format_tokens  # noqa: E402
 from overtrain.analysis.intervals import replicate_ids, summarize  # noqa: E402
 from overtrain.analysis.tables import increase_over_base, select  # noqa: E402
+
+# Every figure of the study: name → (its function, the tables it draws from). A figure is a
+# function decorated with @figure(<table names>) taking those tables and its output paths; the
+# figures rule makes every one (its names: overtrain.analysis.catalog).
+FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {}
+
+
+def figure(*inputs: str):
+    """Register a figure drawn from `inputs` (metrics, or analysis tables by name)."""
+    def register(fn: Callable) -> Callable:
+        FIGURES[fn.__name__] = (fn, inputs)
+        return fn
+
+    return register
+
+
+def draw_all(tables: dict[str, pd.DataFrame], paths: Callable[[str], list[str | Path]]) -> None:
+    """Every registered figure, to paths(name)."""
+    for name, (fn, inputs) in FIGURES.items():
+        fn(*(tables[i] for i in inputs), paths(name))
 
 
 def _token_axis(ax, tokens) -> None:
@@ -66,6 +87,7 @@ def _models(df: pd.DataFrame) -> list[str]:
     return sorted(df["model"].unique())
 
 
+@figure("metrics")
 def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after Gaussian noise vs tokens, one line per γ, plus base."""
     pt = select(metrics, split="pretrain", metric="loss")
@@ -110,6 +132,7 @@ def _mark_diverged(ax, metrics: pd.DataFrame, model: str) -> None:
                 transform=ax.get_xaxis_transform(), label=f"diverged: {method}, lr={lr:g} (not evaluated)")
 
 
+@figure("metrics")
 def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after fine-tuning vs tokens, one line per learning rate."""
     pt = select(metrics, split="pretrain", metric="loss")
@@ -131,6 +154,7 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
     _save(fig, paths)
 
 
+@figure("metrics")
 def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """In-distribution fine-tuning task metrics vs tokens, one line per learning rate."""
     from overtrain.config import prompt_formats
@@ -176,6 +200,7 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+@figure("metrics")
 def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Increase of held-out pretraining loss from round-to-nearest quantization vs tokens."""
     pt = select(metrics, split="pretrain", metric="loss")
@@ -198,6 +223,7 @@ def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -
     _save(fig, paths)
 
 
+@figure("tuned", "best_lr")
 def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str | Path]) -> None:
     """With the learning rate chosen per checkpoint on the validation split: the chosen rate, and
     the in-distribution and pretraining metrics it reaches, vs tokens."""
@@ -226,6 +252,7 @@ def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str
     _save(fig, paths)
 
 
+@figure("finetune_gain", "metrics")
 def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Amuro & Char: what fine-tuning adds on each task (latent improvement), and forgetting."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), squeeze=False)
@@ -253,6 +280,7 @@ def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | P
     _save(fig, paths)
 
 
+@figure("metrics")
 def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Spread of accuracy across prompt formats vs tokens, for base and fine-tuned models."""
     fig, ax = plt.subplots(figsize=(6.5, 4.3))
@@ -272,6 +300,7 @@ def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     _save(fig, paths)
 
 
+@figure("barriers", "soups")
 def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | Path]) -> None:
     """Loss barrier between fine-tunes of different seeds, their distance, and soup gains."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), squeeze=False)

@@ -13,7 +13,7 @@ from overtrain.analysis.intervals import interval, summarize
 from overtrain.config import own_val_task, prompt_formats
 from overtrain.perturb import KINDS
 
-# The contract of tables/metrics.csv (DESIGN.md): one row per measurement, in this order.
+# The contract of tables/metrics.csv (README: Reading the outputs): one row per measurement, in this order.
 METRIC_COLUMNS = [
     "model",
     "ckpt",
@@ -42,7 +42,7 @@ LABEL_COLUMNS = [
     "model", "ckpt", "pretrain_seed", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
     "alpha", "soup", "seeds",
 ]
-# The columns of DESIGN.md's contract; the others (ft_method, l2, bits) sit between gamma and
+# The columns of the original design's contract; the others (ft_method, l2, bits) sit between gamma and
 # eval_task.
 CONTRACT_COLUMNS = [
     "model", "ckpt", "tokens", "variant", "ft_task", "lr", "seed", "perturbation", "gamma",
@@ -108,10 +108,21 @@ def prompt_spread_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
     """All evaluations as one tidy table, with forgetting and prompt-sensitivity rows, in a
-    deterministic order."""
-    rows = []
+    deterministic order. Refuses a model whose results mix device types or dtypes (their
+    `runtime`: CPU-float32 and GPU-bfloat16 numbers differ in more than the last digits)."""
+    rows, runtimes = [], {}
     for path in sorted(str(p) for p in eval_files):
-        rows += rows_from_eval(json.loads(Path(path).read_text()))
+        result = json.loads(Path(path).read_text())
+        rows += rows_from_eval(result)
+        if "runtime" in result:
+            where = (result["runtime"]["device"].split(":")[0], result["runtime"]["dtype"])
+            runtimes.setdefault(result.get("model"), {}).setdefault(where, path)
+    for model, seen in runtimes.items():
+        if len(seen) > 1:
+            raise ValueError(f"model {model!r}: its results were computed in {len(seen)} ways (" + "; ".join(
+                f"{device} {dtype}: e.g. {path}" for (device, dtype), path in sorted(seen.items()))
+                + "); one model's numbers must come from one device type and dtype: rerun those with compute.device "
+                  "and compute.dtype as the others (delete them and run again)")
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     df["tokens"] = df["tokens"].astype("int64")
     for col in ("lr", "gamma", "l2", "alpha"):
@@ -190,6 +201,18 @@ def diverged_runs(df: pd.DataFrame) -> pd.DataFrame:
     d = ft[(ft["metric"] == "diverged") & (ft["value"] > 0)]
     cols = RUN_KEYS + ["pretrain_seed", "lr", "seed"]
     return d.reindex(columns=cols).sort_values(RUN_KEYS + ["lr", "seed"]).reset_index(drop=True)
+
+
+def diverged_summary(metrics_csv: str | Path) -> str:
+    """The study log's account of fine-tunes that diverged (recorded, not evaluated)."""
+    if not Path(metrics_csv).exists():
+        return ""
+    runs = diverged_runs(pd.read_csv(metrics_csv))
+    if runs.empty:
+        return "No fine-tune diverged."
+    lines = [f"{r.model} {r.ckpt} {r.ft_task} {r.ft_method} lr={r.lr} seed={r.seed}" for r in runs.itertuples()]
+    return (f"{len(lines)} fine-tune(s) diverged (stopped early, not evaluated; never chosen as best lr):\n  "
+            + "\n  ".join(lines))
 
 
 def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from overtrain.evaluation.evaluate import EvalSettings, Evaluation
+from overtrain.evaluation.results import write_result
+
 
 def interpolate(state_a: dict, state_b: dict, alpha: float) -> dict:
     """(1 − α)·a + α·b for floating tensors (integer buffers are taken from a)."""
@@ -78,48 +81,36 @@ def greedy_soup(
     return chosen
 
 
-def run(
-    checkpoint_dir: str | Path,
-    finetuned: dict[int, str | Path],
-    out_json: str | Path,
-    labels: dict,
-    *,
-    alphas: list[float],
-    splits: dict[str, str],
-    data_files: dict[str, str | Path],
-    select: dict,
-    limit: int | None,
-    batch_size: int | str,
-    max_length: int | None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    task_data: dict | None = None,
-) -> dict:
-    """Interpolate every pair of seeds, build uniform and greedy soups, evaluate with lm-eval."""
+def _on_cpu(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def run(checkpoint_dir: str | Path, finetuned: dict[int, str | Path], out_json: str | Path, labels: dict,
+        settings: EvalSettings, *, alphas: list[float], select: dict) -> dict:
+    """Interpolate every pair of seeds, build uniform and greedy soups, evaluate with lm-eval.
+
+    One model sits on the device; every seed's weights wait on the CPU (at 7B, 2N copies on the
+    device would not fit)."""
     import json
 
     import torch
 
-    from overtrain.atomic import atomic_write_json
-    from overtrain.evaluation.evaluate import Evaluation
     from overtrain.models import load_variant
 
+    s = settings
     seeds = sorted(finetuned)
-    diverged = [s for s in seeds if json.loads(Path(finetuned[s], "meta.json").read_text()).get("diverged")]
+    diverged = [s_ for s_ in seeds if json.loads(Path(finetuned[s_], "meta.json").read_text()).get("diverged")]
     if diverged:
         print(f"no interpolation: the fine-tunes of seeds {diverged} diverged")
-        result = {**labels, "status": "diverged", "diverged_seeds": diverged, "interpolation": [], "barriers": [],
-                  "soups": []}
-        atomic_write_json(out_json, result)
-        return result
-    models = {
-        s: load_variant(checkpoint_dir, finetuned[s], device=device, dtype=dtype) for s in seeds
-    }
-    tokenizer = models[seeds[0]][1]
-    states = {s: {k: v.detach().clone() for k, v in m.state_dict().items()} for s, (m, _) in models.items()}
-    probe = models[seeds[0]][0]
-    evaluation = Evaluation(probe, tokenizer, splits, data_files, limit=limit, batch_size=batch_size,
-                            max_length=max_length, task_data=task_data)
+        return write_result(out_json, labels, "diverged", diverged_seeds=diverged, interpolation=[], barriers=[],
+                            soups=[])
+    probe, tokenizer = load_variant(checkpoint_dir, finetuned[seeds[0]], device=s.device, dtype=s.dtype,
+                                    trust_remote_code=s.trust_remote_code)
+    states = {seeds[0]: _on_cpu(probe)}
+    for seed in seeds[1:]:
+        states[seed] = _on_cpu(load_variant(checkpoint_dir, finetuned[seed], device=s.device, dtype=s.dtype,
+                                            trust_remote_code=s.trust_remote_code)[0])
+    evaluation = Evaluation(probe, tokenizer, s)
     cache: dict = {}
     planned = len(list(itertools.combinations(seeds, 2))) * len(alphas) + len(seeds) + 1  # + soups
     started = time.perf_counter()
@@ -135,7 +126,11 @@ def run(
         return cache[key]
 
     def value(rows: list[dict], task: str, metric: str) -> float:
-        return next(r["value"] for r in rows if r["eval_task"] == task and r["metric"] == metric)
+        found = [r["value"] for r in rows if r["eval_task"] == task and r["metric"] == metric]
+        if not found:
+            raise KeyError(f"connectivity: no {metric!r} of task {task!r} on the path (tasks evaluated: "
+                           f"{sorted({r['eval_task'] for r in rows})}); add it to connectivity.tasks")
+        return found[0]
 
     interpolation, barriers = [], []
     for sa, sb in itertools.combinations(seeds, 2):
@@ -178,7 +173,6 @@ def run(
         key = ("endpoint", members[0]) if len(members) == 1 else ("soup", tuple(sorted(members)))
         rows = evaluate_state(average([states[s] for s in members]), key)
         soups += [{**r, "soup": name, "seeds": "+".join(map(str, members))} for r in rows]
-    result = {**labels, "status": "ok", "interpolation": interpolation, "barriers": barriers, "soups": soups}
-    atomic_write_json(out_json, result)
-    return result
+    return write_result(out_json, labels, "ok", model=probe, batch_size=s.batch_size, interpolation=interpolation,
+                        barriers=barriers, soups=soups)
 

@@ -18,6 +18,9 @@ import json
 import math
 from pathlib import Path
 
+from overtrain.evaluation.results import checkpoint_labels, write_result
+from overtrain.sources.data import plain_template
+
 TEMPLATE = (
     "Below are an instruction and two outputs. Decide which output follows the instruction better: "
     "more helpful, more accurate, more relevant.\n\n"
@@ -33,7 +36,7 @@ def chat_prompt(tokenizer, instruction: str) -> str:
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": instruction}], add_generation_prompt=True,
                                              tokenize=False)
-    return f"### Instruction:\n{instruction}\n\n### Response:\n"
+    return plain_template([{"role": "user", "content": instruction}])
 
 
 def generate(model, tokenizer, instructions: list[str], *, max_new_tokens: int, batch_size: int = 8) -> list[str]:
@@ -91,7 +94,7 @@ def reward_preference(rm, tokenizer, instruction: str, model_output: str, refere
             text = tokenizer.apply_chat_template(
                 [{"role": "user", "content": instruction}, {"role": "assistant", "content": output}], tokenize=False)
         else:
-            text = f"### Instruction:\n{instruction}\n\n### Response:\n{output}"
+            text = plain_template([{"role": "user", "content": instruction}]) + output
         batch = tokenizer(text, return_tensors="pt", truncation=True).to(next(rm.parameters()).device)
         with torch.no_grad():
             return float(rm(**batch).logits[0, 0])
@@ -205,18 +208,15 @@ def generate_variant(
     trust_remote_code: bool = False,
 ) -> dict:
     """A variant's greedy responses to the prompt set (a diverged fine-tune has none)."""
-    from overtrain.atomic import atomic_write_json
     from overtrain.models import load_variant
 
     instructions = json.loads(Path(reference_json).read_text())["instructions"]
     if finetuned_dir is not None and json.loads(Path(finetuned_dir, "meta.json").read_text()).get("diverged"):
-        result = {**labels, "status": "diverged", "instructions": instructions, "outputs": []}
-    else:
-        model, tokenizer = load_variant(checkpoint_dir, finetuned_dir, None, trust_remote_code, device, dtype)
-        outputs = generate(model, tokenizer, instructions, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        result = {**labels, "status": "ok", "instructions": instructions, "outputs": outputs}
-    atomic_write_json(out_json, result)
-    return result
+        return write_result(out_json, labels, "diverged", instructions=instructions, outputs=[])
+    model, tokenizer = load_variant(checkpoint_dir, finetuned_dir, None, trust_remote_code, device, dtype)
+    outputs = generate(model, tokenizer, instructions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return write_result(out_json, labels, "ok", model=model, batch_size=batch_size, instructions=instructions,
+                        outputs=outputs)
 
 
 def judge_generations(
@@ -230,27 +230,21 @@ def judge_generations(
     device: str,
     dtype: str,
 ) -> dict:
-    """Judge a variant's responses against the reference; write {labels, tokens, rows}."""
-    from overtrain.atomic import atomic_write_json
-    from overtrain.evaluation.evaluate import checkpoint_labels
-    from overtrain.provenance import package_versions
+    """Judge a variant's responses against the reference; write {labels, tokens, rows}. The
+    result's `runtime` is the generating variant's (its rows describe that model); the judge's
+    own is `judge_runtime`."""
+    from overtrain.evaluation.results import runtime_info
 
-    ckpt = checkpoint_labels(checkpoint_dir)
     generations = json.loads(Path(generations_json).read_text())
     reference = json.loads(Path(reference_json).read_text())
-    labels = {k: v for k, v in generations.items() if k not in ("status", "instructions", "outputs")}
+    labels = {k: v for k, v in generations.items() if k not in ("status", "instructions", "outputs", "versions")}
+    labels.update(checkpoint_labels(checkpoint_dir))
     if generations["status"] != "ok":
-        result = {**labels, **ckpt, "status": generations["status"], "rows": [],
-                  "versions": package_versions()}
-        atomic_write_json(out_json, result)
-        return result
+        return write_result(out_json, labels, generations["status"], rows=[])
     judge, judge_tokenizer = load_judge(judge_dir, kind, device, dtype)
     prefer = lm_preference if kind == "lm" else reward_preference
     preferences = [prefer(judge, judge_tokenizer, i, m, r)
                    for i, m, r in zip(reference["instructions"], generations["outputs"], reference["outputs"])]
-    result = {**labels, **ckpt, "status": "ok",
-              "rows": judgment_rows(preferences, generations["outputs"], reference["outputs"]),
-              "reference": reference["reference"], "judge": str(judge_dir), "judge_kind": kind,
-              "preferences": preferences, "versions": package_versions()}
-    atomic_write_json(out_json, result)
-    return result
+    rows = judgment_rows(preferences, generations["outputs"], reference["outputs"])
+    return write_result(out_json, labels, "ok", rows=rows, reference=reference["reference"], judge=str(judge_dir),
+                        judge_kind=kind, preferences=preferences, judge_runtime=runtime_info(judge, None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from overtrain.evaluation.results import checkpoint_labels, write_result
 from overtrain.training.llava import (
     IMAGE_TOKEN,
     LLAVA_FILE,
@@ -73,7 +74,7 @@ def score(model, tokenizer, processor, image_id: int, rows, kind: str, *, select
 
 
 def benchmark_rows(model, tokenizer, processor, *, select: str, tasks: list[str], include: str | None,
-                   limit: int | None, batch_size: int, device: str) -> list[dict]:
+                   limit: int | None, batch_size: int, device: str, dtype: str = "float32") -> list[dict]:
     """Image-text benchmarks through lm-eval's multimodal path (`hf-multimodal`, generative):
     the composed model and its LlavaProcessor are saved to a scratch directory lm-eval loads."""
     import tempfile
@@ -91,7 +92,7 @@ def benchmark_rows(model, tokenizer, processor, *, select: str, tasks: list[str]
                        num_additional_image_tokens=1).save_pretrained(tmp)
         results = lm_eval.simple_evaluate(
             model="hf-multimodal",
-            model_args={"pretrained": tmp, "device": device, "dtype": "float32", "max_images": 1},
+            model_args={"pretrained": tmp, "device": device, "dtype": dtype, "max_images": 1},
             tasks=list(tasks), task_manager=TaskManager(include_path=include), limit=limit,
             batch_size=batch_size, log_samples=False,
         )
@@ -100,28 +101,25 @@ def benchmark_rows(model, tokenizer, processor, *, select: str, tasks: list[str]
 
 def evaluate(out_json: str | Path, checkpoint_dir: str | Path, vision_dir: str | Path,
              finetuned_dir: str | Path, data_dir: str | Path, labels: dict, *, task: str,
-             limit: int | None, batch_size: int, max_len: int, device: str = "cpu",
+             limit: int | None, batch_size: int, max_len: int, device: str = "cpu", dtype: str = "float32",
              trust_remote_code: bool = False, benchmarks: list[str] | None = None,
              benchmark_include: str | None = None) -> dict:
     """The image-conditioned rows of one stage-2 fine-tune (the EVAL_SETS its data has, and the
-    lm-eval `benchmarks`), written atomically."""
+    lm-eval `benchmarks`) in the job's device and dtype (as its text evaluation), written
+    with how they were made."""
     import time
 
-    from overtrain.atomic import atomic_write_json
-    from overtrain.evaluation.evaluate import checkpoint_labels
-    from overtrain.provenance import package_versions
     from overtrain.sources.images import load_split
 
+    labels = {**labels, **checkpoint_labels(checkpoint_dir)}
     meta = json.loads(Path(finetuned_dir, "meta.json").read_text())
-    result = {**labels, **checkpoint_labels(checkpoint_dir), "versions": package_versions()}
     if meta.get("diverged"):
         print(f"not evaluated: the fine-tune diverged ({meta.get('diverged_reason')})")
-        atomic_write_json(out_json, {**result, "status": "diverged", "rows": []})
-        return result
+        return write_result(out_json, labels, "diverged", rows=[])
     llava = json.loads(Path(finetuned_dir, LLAVA_FILE).read_text())
     spec = LlavaSpec(stage="full", lr=0.0, feature_layer=llava["feature_layer"], select=llava["select"],
                      trust_remote_code=trust_remote_code)
-    model, tokenizer, processor, image_id = build(checkpoint_dir, vision_dir, spec, finetuned_dir, finetuned_dir)
+    model, tokenizer, processor, image_id = build(checkpoint_dir, vision_dir, spec, finetuned_dir, finetuned_dir, dtype)
     model.to(device).eval()
     sets = {k: v for k, v in EVAL_SETS.items() if Path(data_dir, f"{v[0]}.parquet").exists()}
     rows, started = [], time.perf_counter()
@@ -137,9 +135,8 @@ def evaluate(out_json: str | Path, checkpoint_dir: str | Path, vision_dir: str |
               f"elapsed {elapsed:.0f}s eta {elapsed / done * (len(sets) - done):.0f}s", flush=True)
     if benchmarks:
         rows += benchmark_rows(model, tokenizer, processor, select=spec.select, tasks=benchmarks,
-                               include=benchmark_include, limit=limit, batch_size=batch_size, device=device)
+                               include=benchmark_include, limit=limit, batch_size=batch_size, device=device,
+                               dtype=dtype)
         print(f"[evaluate] lm-eval hf-multimodal {', '.join(benchmarks)}: elapsed "
               f"{time.perf_counter() - started:.0f}s", flush=True)
-    result.update(status="ok", rows=rows)
-    atomic_write_json(out_json, result)
-    return result
+    return write_result(out_json, labels, "ok", model=model, batch_size=batch_size, rows=rows)

@@ -1,4 +1,4 @@
-"""Where checkpoints come from: our own pretraining (overtrain.train), local HF directories, or
+"""Where checkpoints come from: our own pretraining (overtrain.training.pretrain), local HF directories, or
 revisions of a Hugging Face Hub repo."""
 
 from __future__ import annotations
@@ -117,11 +117,6 @@ def cached_refs(repo: str) -> dict[str, str]:
     return {str(p.relative_to(refs)): p.read_text().strip() for p in sorted(refs.rglob("*")) if p.is_file()}
 
 
-def cached_revisions(repo: str) -> list[str]:
-    """Branch names of `repo` that the local HF cache knows (its refs/)."""
-    return sorted(cached_refs(repo))
-
-
 def ref_commits(repo: str) -> dict[str, str]:
     """Branch → commit of a Hub repo: from the Hub when reachable, else from the local cache."""
     from huggingface_hub import constants, list_repo_refs
@@ -141,11 +136,6 @@ def ref_commits(repo: str) -> dict[str, str]:
     return cached
 
 
-def list_revisions(repo: str) -> list[str]:
-    """Branches of a Hub repo: from the Hub when reachable, else from the local cache."""
-    return sorted(ref_commits(repo))
-
-
 def resolve_hub(models: dict, lock_path: str | Path, refresh: bool = False) -> dict:
     """Every hub model's revisions and their commits, pinned in a lock file.
 
@@ -155,8 +145,6 @@ def resolve_hub(models: dict, lock_path: str | Path, refresh: bool = False) -> d
     revision not yet resolvable (offline, not cached) stays unpinned until it is. `refresh`
     resolves everything again. Returns {model: {repo, spec, revisions, commits}}.
     """
-    from overtrain.atomic import atomic_write_json
-
     path = Path(lock_path)
     lock = json.loads(path.read_text()) if path.exists() and not refresh else {}
     out = {}

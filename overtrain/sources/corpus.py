@@ -131,7 +131,7 @@ def load_language(path: str | Path) -> Language:
         )
 
 
-def _walk(
+def walk(
     succ: np.ndarray, cum_w: np.ndarray, start: np.ndarray, length: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Sample `length` words per row; succ/cum_w are (B, V, fanout) views per document."""
@@ -153,7 +153,7 @@ def sample_pretrain(lang: Language, n_docs: int, seq_len: int, rng: np.random.Ge
     topics = rng.choice(lang.n_topics, n_docs, p=lang.topic_prior)
     start = rng.integers(0, lang.n_words, n_docs)
     cum = np.cumsum(lang.weights, -1)
-    words = _walk(lang.successors[topics], cum[topics], start, seq_len - 2, rng)
+    words = walk(lang.successors[topics], cum[topics], start, seq_len - 2, rng)
     head = np.stack([np.full(n_docs, BOS_ID), len(SPECIALS) + topics], 1)
     return np.concatenate([head, words + lang.word_offset], 1)
 
@@ -163,7 +163,7 @@ def sample_finetune(lang: Language, n_docs: int, seq_len: int, rng: np.random.Ge
     start = rng.integers(0, lang.n_words, n_docs)
     succ = np.broadcast_to(lang.ft_successors, (n_docs, *lang.ft_successors.shape))
     cum = np.broadcast_to(np.cumsum(lang.ft_weights, -1), succ.shape)
-    words = _walk(succ, cum, start, seq_len - 2, rng)
+    words = walk(succ, cum, start, seq_len - 2, rng)
     head = np.stack([np.full(n_docs, BOS_ID), np.full(n_docs, FT_ID)], 1)
     return np.concatenate([head, words + lang.word_offset], 1)
 

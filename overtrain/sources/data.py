@@ -113,13 +113,16 @@ def render_chat(tokenizer, messages: list[dict]) -> tuple[str, str]:
         if not full.startswith(prompt):
             raise BadRow("the tokenizer's chat template does not render the prompt as a prefix of the whole chat")
         return prompt, full[len(prompt) :]
-    turns = "".join(
-        f"### {'Instruction' if m['role'] == 'user' else 'Response'}:\n{m['content']}\n\n"
-        for m in context
-        if m.get("role") in ("user", "assistant")
-    )
     eos = tokenizer.eos_token or ""
-    return turns + "### Response:\n", reply + eos
+    return plain_template(context), reply + eos
+
+
+def plain_template(messages: list[dict]) -> str:
+    """The plain chat template (for tokenizers without their own): every user and assistant turn
+    as "### Instruction:" / "### Response:", then the response header the model continues."""
+    turns = "".join(f"### {'Instruction' if m['role'] == 'user' else 'Response'}:\n{m['content']}\n\n"
+                    for m in messages if m.get("role") in ("user", "assistant"))
+    return turns + "### Response:\n"
 
 
 def label_text(value, spec: dict, label_names) -> str:

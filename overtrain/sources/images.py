@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overtrain.sources.corpus import Language, _walk
+from overtrain.sources.corpus import Language, walk
 
 # split → what its rows are (sizes come from the config: multimodal.n)
 SPLITS = {
@@ -87,7 +87,7 @@ def sentences(lang: Language, n: int, length: int, rng: np.random.Generator) -> 
     topics = rng.choice(lang.n_topics, n, p=lang.topic_prior)
     start = rng.integers(0, lang.n_words, n)
     cum = np.cumsum(lang.weights, -1)
-    return topics, _walk(lang.successors[topics], cum[topics], start, length, rng)
+    return topics, walk(lang.successors[topics], cum[topics], start, length, rng)
 
 
 def caption_text(lang: Language, topic: int, words) -> str:
@@ -104,15 +104,15 @@ def make_rows(lang: Language, kind: str, n: int, cells: int, continuation: int, 
     words = cells - 1
     topics, walks = sentences(lang, n, words + continuation, rng)
     rows = []
-    for topic, walk in zip(topics.tolist(), walks):
-        shown = walk[:words]
+    for topic, sentence in zip(topics.tolist(), walks):
+        shown = sentence[:words]
         row = {"image": render(glyph_ids(lang, topic, shown), topic, bank, colours, noise, rng), "topic": topic}
         if kind == "mixed":
             kind_here = "continuation" if rng.random() < 0.5 else "transcription"
         else:
             kind_here = kind
         if kind_here == "continuation":
-            row.update(prompt="", completion=" ".join(f"w{int(w)}" for w in walk[words:]))
+            row.update(prompt="", completion=" ".join(f"w{int(w)}" for w in sentence[words:]))
         elif kind_here == "transcription":
             row.update(prompt=TRANSCRIBE, completion=caption_text(lang, topic, shown))
         elif kind_here == "choice":

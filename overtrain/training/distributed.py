@@ -1,5 +1,6 @@
 """Data-parallel fine-tuning over several processes: process group, DDP or FSDP2 wrapping, full
-state dicts for saving and resuming, and the torchrun launch. Used by overtrain.training.finetune.
+state dicts for saving and resuming, and the torchrun launch; a single process is a group of one.
+Used by overtrain.training.loop and overtrain.training.finetune.
 
 Every process sees the same global batch order and takes a contiguous slice of each step's
 batch, and the loop normalises the loss over the labelled tokens of the whole global step, so N
@@ -10,6 +11,7 @@ and optimizer state for models that do not fit one GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 
 @dataclass
 class Group:
-    """This process's place in a torchrun launch."""
+    """The processes a run trains on. This base class is one process (world 1): the loop and the
+    fine-tune call the same methods whether or not the run is data-parallel (ProcessGroup)."""
 
-    rank: int
-    world: int
-    local_rank: int
-    device: str
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
 
     @property
     def is_main(self) -> bool:
@@ -31,6 +34,52 @@ class Group:
 
     @classmethod
     def from_env(cls, device: str) -> Group:
+        """This process's group: a torchrun launch's (WORLD_SIZE > 1), else a single process."""
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return ProcessGroup.join(device)
+        return cls(device=device)
+
+    def all_sum(self, tensor):
+        """The sum of `tensor` over the processes (its value, on the CPU)."""
+        return tensor
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+
+    def wrap(self, model, parallel: str, compute_dtype: str, no_sync: bool = False):
+        """The model as the processes train it (itself, for one process)."""
+        return model
+
+    def sync(self, model, last: bool):
+        """A context for one micro-batch's backward: gradients are synchronised over the
+        processes on the last micro-batch of a step only (where the wrapper allows it)."""
+        return contextlib.nullcontext()
+
+    def full_model_state(self, model) -> dict:
+        """The whole model's state dict on the main process (CPU tensors where gathered)."""
+        return unwrap(model).state_dict()
+
+    def train_state(self, model, optimizer) -> dict:
+        """Model and optimizer state, whole, for resuming."""
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def load_train_state(self, model, optimizer, state: dict) -> None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+
+    def close(self) -> None:
+        """Leave the process group."""
+
+
+@dataclass
+class ProcessGroup(Group):
+    """This process's place in a torchrun launch (gloo on CPUs, NCCL on GPUs)."""
+
+    parallel: str = "ddp"
+    no_sync: bool = False  # FSDP2: skip the reduce-scatter on non-final micro-batches
+
+    @classmethod
+    def join(cls, device: str) -> ProcessGroup:
         """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*)."""
         import torch
         import torch.distributed as dist
@@ -56,14 +105,17 @@ class Group:
 
         dist.barrier()
 
-    def wrap(self, model, parallel: str, compute_dtype: str):
+    def wrap(self, model, parallel: str, compute_dtype: str, no_sync: bool = False):
         """DDP (a full replica per process) or FSDP2 (each decoder layer sharded, then the root).
 
         FSDP2 with bf16 gathers parameters in bf16 and reduces gradients in float32; the sharded
-        master weights and optimizer state stay float32.
+        master weights and optimizer state stay float32. `no_sync` (FSDP2) skips the gradient
+        reduce-scatter on non-final micro-batches, as DDP always does: fewer collectives, but
+        each process holds unsharded gradients until the step's last micro-batch.
         """
         import torch
 
+        self.parallel, self.no_sync = parallel, no_sync
         if parallel == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
@@ -89,6 +141,15 @@ class Group:
             print(f"FSDP2: {len(layers)} blocks + root sharded over {self.world} processes; "
                   f"this process holds {local:,} of {total:,} parameters", flush=True)
         return model
+
+    def sync(self, model, last: bool):
+        """DDP: `no_sync()` on every micro-batch but the last (gradients accumulate locally, one
+        all-reduce per step). FSDP2 with `no_sync`: the same through set_requires_gradient_sync."""
+        if self.parallel == "ddp" and not last:
+            return model.no_sync()
+        if self.parallel == "fsdp" and self.no_sync:
+            model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
 
     def full_model_state(self, model) -> dict:
         """The whole model's state dict on rank 0 (CPU), {} elsewhere."""

@@ -19,26 +19,14 @@ scores the image-conditioned tasks. The same training loop as every fine-tune (o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from overtrain.provenance import code_digest
-from overtrain.training.loop import (
-    IGNORE,
-    DivergenceGuard,
-    Precision,
-    Resume,
-    file_digest,
-    fingerprint,
-    learning_rate,
-    log_csv,
-    make_optimizer,
-    resume_dir,
-    run_steps,
-    warmup_steps_for,
-)
-from overtrain.training.sft import Encoded, batch_order, encode_examples, finetune_steps, replicate_seed, split_micro
+from overtrain.training.loop import IGNORE, file_digest
+from overtrain.training.sft import Encoded, encode_examples, replicate_seed
 from overtrain.training.sft import collate as text_collate
+from overtrain.training.supervised import TrainSettings, save_diverged, split_settings, supervised_run
 from overtrain.training.vision import load_vision
 
 IMAGE_TOKEN = "<image>"
@@ -143,41 +131,37 @@ def collate(examples: ImageExamples, indices, processor) -> dict:
 
 @dataclass(frozen=True)
 class LlavaSpec:
-    """One stage of the LLaVA recipe: `projector` (stage 1) or `full` (stage 2)."""
+    """One stage of the LLaVA recipe: `projector` (stage 1) or `full` (stage 2), with the shared
+    training settings (stage 1 has no warmup unless its config says so)."""
 
     stage: str
     lr: float
     seed: int = 0
-    steps: int | None = 60
-    epochs: float | None = None
-    batch_size: int = 16
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    schedule: str = "cosine"
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.95)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(warmup_steps=0))
     max_len: int = 64
     feature_layer: int = -1
     select: str = "default"
-    divergence_factor: float = 3.0
-    save_every: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    threads: int = 1
     trust_remote_code: bool = False
 
+    @classmethod
+    def flat(cls, **settings) -> LlavaSpec:
+        """From one flat set of keyword settings (a TrainSettings field goes to `train`)."""
+        own, train = split_settings(settings, TrainSettings(warmup_steps=0))
+        return cls(**own, train=train)
 
-def build(checkpoint_dir, vision_dir, spec: LlavaSpec, projector_dir=None, finetuned_dir=None):
-    """(model, tokenizer, processor, image token id) of a checkpoint (or a stage-2 fine-tune)."""
+
+def build(checkpoint_dir, vision_dir, spec: LlavaSpec, projector_dir=None, finetuned_dir=None, dtype: str = "float32",
+          seed: int | None = None):
+    """(model, tokenizer, processor, image token id) of a checkpoint (or a stage-2 fine-tune),
+    in `dtype`; the projector drawn from `seed` (default: the spec's) unless loaded."""
     from overtrain.models import load_model, load_tokenizer
 
     source = finetuned_dir or checkpoint_dir
-    lm = load_model(source, trust_remote_code=spec.trust_remote_code, dtype="float32")
+    lm = load_model(source, trust_remote_code=spec.trust_remote_code, dtype=dtype)
     tokenizer = load_tokenizer(source, trust_remote_code=spec.trust_remote_code)
     image_id = add_image_token(lm, tokenizer)
-    vision, processor = load_vision(vision_dir)  # overtrain.training.vision
-    model = compose(lm, vision, image_id, spec.feature_layer, spec.select, spec.seed)
+    vision, processor = load_vision(vision_dir, dtype)  # overtrain.training.vision
+    model = compose(lm, vision, image_id, spec.feature_layer, spec.select, spec.seed if seed is None else seed)
     if projector_dir is not None:
         load_projector(model, projector_dir)
     return model, tokenizer, processor, image_id
@@ -186,7 +170,8 @@ def build(checkpoint_dir, vision_dir, spec: LlavaSpec, projector_dir=None, finet
 def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Path, split: str,
           out_dir: str | Path, spec: LlavaSpec, projector_dir: str | Path | None = None) -> dict:
     """One stage on `split` of the data; saves the projector (stage 1) or the language model +
-    projector (stage 2). A diverged stage 2 is saved as meta.json + train_log.csv, no weights."""
+    projector (stage 2). A diverged stage 2 is saved as meta.json + train_log.csv, no weights.
+    Float32 master weights (overtrain.training.loop), as every fine-tune."""
     import torch
 
     from overtrain import integrity
@@ -197,60 +182,34 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
 
     if spec.stage not in ("projector", "full"):
         raise ValueError(f"unknown LLaVA stage {spec.stage!r}; allowed: projector, full")
-    set_threads(spec.threads)
-    precision = Precision(spec.device, spec.dtype)
-    run_seed = spec.seed
-    spec = replace(spec, seed=replicate_seed(spec.seed, checkpoint_dir))  # as text fine-tunes draw theirs
-    model, tokenizer, processor, image_id = build(checkpoint_dir, vision_dir, spec, projector_dir)
-    model.to(spec.device)
+    set_threads(spec.train.threads)
+    seed = replicate_seed(spec.seed, checkpoint_dir)  # as text fine-tunes draw theirs
+    model, tokenizer, processor, image_id = build(checkpoint_dir, vision_dir, spec, projector_dir, seed=seed)
+    model.to(spec.train.device)
     for name, p in model.named_parameters():
         p.requires_grad = "multi_modal_projector" in name or (spec.stage == "full" and "vision_tower" not in name)
-    rows = load_split(data_dir, split)
-    examples = encode(tokenizer, rows, image_id, n_image_tokens(model.config.vision_config, spec.select),
-                      spec.max_len)
-    n = len(examples.ids)
-    total = finetune_steps(n, spec.batch_size, spec.steps, spec.epochs)
-    order = batch_order(examples.lengths, spec.batch_size, total, spec.seed)
-    torch.manual_seed(spec.seed)
-    warmup = warmup_steps_for(total, spec.warmup_steps) if spec.warmup_steps else 0
-    opt = make_optimizer(model, spec.lr, spec.weight_decay, spec.betas)
-    resume = Resume(resume_dir(out_dir), spec.save_every, fingerprint(
-        spec={k: v for k, v in asdict(spec).items() if k not in ("save_every", "threads")},
-        data=file_digest(Path(data_dir, f"{split}.parquet")), checkpoint=file_digest(Path(checkpoint_dir, "meta.json")),
-        vision=file_digest(Path(vision_dir, "meta.json")),
-        projector=file_digest(Path(projector_dir, "meta.json")) if projector_dir else None,
-        code=code_digest(__file__)))
-    log: list[dict] = []
-    if spec.batch_size % spec.grad_accum:
-        raise ValueError(f"batch_size={spec.batch_size} is not divisible by grad_accum={spec.grad_accum}")
-
-    def micro_batches(step: int) -> list[dict]:
-        return [collate(examples, part, processor) for part in split_micro(order[step], spec.grad_accum)]
-
-    diverged = run_steps(model, opt, micro_batches,
-                         lambda s: learning_rate(s, total, spec.lr, spec.schedule, warmup), 0, total,
-                         grad_clip=spec.grad_clip, log=log, precision=precision, resume=resume,
-                         guard=DivergenceGuard.for_run(spec.divergence_factor, total),
-                         label=f"llava {spec.stage} lr={spec.lr:g}")
-    for row in log:
-        row["epoch"] = row["step"] * spec.batch_size / n
+    examples = encode(tokenizer, load_split(data_dir, split), image_id,
+                      n_image_tokens(model.config.vision_config, spec.select), spec.max_len)
+    torch.manual_seed(seed)
+    run = supervised_run(
+        model, examples, lambda part: collate(examples, part, processor), out_dir, lr=spec.lr, order_seed=seed,
+        settings=spec.train, label=f"llava {spec.stage} lr={spec.lr:g}",
+        fingerprint_extra={"spec": {k: v for k, v in asdict(spec).items() if k != "train"},
+                           "data": file_digest(Path(data_dir, f"{split}.parquet")),
+                           "checkpoint": file_digest(Path(checkpoint_dir, "meta.json")),
+                           "vision": file_digest(Path(vision_dir, "meta.json")),
+                           "projector": file_digest(Path(projector_dir, "meta.json")) if projector_dir else None,
+                           "code": code_digest(__file__)},
+    )
     meta = {"method": "llava", "stage": spec.stage, "base_checkpoint": str(checkpoint_dir),
             "vision": str(vision_dir), "projector_from": str(projector_dir) if projector_dir else None,
-            "data": str(data_dir), "split": split, "n_examples": n, "dropped_examples": examples.dropped,
-            "lr": spec.lr, "seed": run_seed, "order_seed": spec.seed, "steps": total, "epochs": total * spec.batch_size / n,
-            "batch_size": spec.batch_size, "grad_accum": spec.grad_accum, "warmup_steps": warmup, "schedule": spec.schedule,
-            "feature_layer": spec.feature_layer, "select": spec.select, "image_token_id": image_id,
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            **precision.describe(), "threads": spec.threads,
-            "final_train_loss": log[-1]["loss"] if log else None, "diverged": diverged is not None}
-    log_text = log_csv(log, ["step", "epoch", "lr", "loss"])
+            "data": str(data_dir), "split": split, "dropped_examples": examples.dropped, "lr": spec.lr,
+            "seed": spec.seed, "feature_layer": spec.feature_layer, "select": spec.select, "image_token_id": image_id,
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), **run.describe()}
     projector = {k: v.cpu() for k, v in projector_state(model).items()}
     llava = {"feature_layer": spec.feature_layer, "select": spec.select, "image_token_id": image_id}
-    if diverged is not None:
-        meta.update(diverged_reason=diverged, diverged_at_step=log[-1]["step"])
-        with atomic_directory(out_dir) as tmp:
-            atomic_write_json(tmp / "meta.json", {**meta, "versions": package_versions()})
-            (tmp / "train_log.csv").write_text(log_text)
+    if run.diverged is not None:
+        save_diverged(out_dir, meta, run)
     elif spec.stage == "projector":
         from safetensors.torch import save_file
 
@@ -259,11 +218,11 @@ def train(checkpoint_dir: str | Path, vision_dir: str | Path, data_dir: str | Pa
             atomic_write_json(tmp / LLAVA_FILE, llava)
             atomic_write_json(tmp / "meta.json", {**meta, "weights": integrity.record(tmp),
                                                   "versions": package_versions()})
-            (tmp / "train_log.csv").write_text(log_text)
+            (tmp / "train_log.csv").write_text(run.log_text())
     else:
         lm = language_model(model.cpu(), model.config.text_config)
         save_model(lm, tokenizer, out_dir, {**meta, "saved_dtype": "float32"},
-                   {"train_log.csv": log_text, LLAVA_FILE: json.dumps(llava, indent=1)},
+                   {"train_log.csv": run.log_text(), LLAVA_FILE: json.dumps(llava, indent=1)},
                    extra_tensors={PROJECTOR_FILE: projector})
-    resume.clear()
+    run.resume.clear()
     return meta

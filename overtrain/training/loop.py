@@ -3,8 +3,8 @@ accumulation, divergence stop, progress lines and resume. Pretraining and fine-t
 
 A plain AdamW loop rather than transformers.Trainer: batches are indexed by step (so a run can
 branch or resume at any step and see the same data), and the learning rate is a pure function
-of the step. On these tiny models Trainer and a plain loop run at the same speed (measured in
-shared/research/controlled-study.md), so nothing is lost.
+of the step. On these tiny models Trainer and a plain loop ran at the same speed when the
+project was designed; benchmark P2 compares this loop with a bare PyTorch one.
 
 Precision: parameters and optimizer state stay float32 (the master weights); with
 `dtype: bfloat16` only the forward and backward run under bf16 autocast. AdamW on bf16
@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from overtrain.training.distributed import Group
 
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding, <bos>)
 
@@ -246,7 +248,7 @@ def run_steps(
     resume: Resume | None = None,
     after_step: Callable[[float], None] | None = None,
     guard: DivergenceGuard = DivergenceGuard(),
-    dist=None,
+    group: Group | None = None,
     label: str = "train",
 ) -> str | None:
     """Train steps [start, stop); append one log row per step. Returns why the run diverged
@@ -254,49 +256,42 @@ def run_steps(
 
     `micro_batches(step)` gives this process's micro-batches of the step (dicts of tensors with
     `labels`). The loss is normalised over all labelled tokens of the whole step, across
-    micro-batches and processes: k micro-batches make the same update as one batch of them.
+    micro-batches and processes: k micro-batches make the same update as one batch of them, and
+    gradients are synchronised over the processes once per step (`group.sync`).
     `after_step(lr)` runs after each optimizer step (the ℓ2 pull toward pretrained weights).
-    `dist` (overtrain.training.distributed.Group) sums token counts and losses over processes.
+    `group` (overtrain.training.distributed): the processes of the run; one by default.
     """
     import torch
 
-    main = dist is None or dist.is_main
+    group = group or Group(device=precision.device)
     if resume is not None and (state := resume.load()) is not None:
-        if dist is not None:
-            dist.load_train_state(model, optimizer, state)
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+        group.load_train_state(model, optimizer, state)
         torch.set_rng_state(state["rng"])
         log[:] = state["log"]
         start = state["step"]
-        if main:
+        if group.is_main:
             print(f"resumed at step {start} from {resume.directory}")
-    world = dist.world if dist is not None else 1
     params = [p for p in model.parameters() if p.requires_grad]
-    progress = Progress(start, stop, label, enabled=main)
+    progress = Progress(start, stop, label, enabled=group.is_main)
     model.train()
     diverged = None
     for step in range(start, stop):
         lr = lr_for_step(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for g in optimizer.param_groups:
+            g["lr"] = lr
         micros = [{k: v.to(precision.device) for k, v in m.items()} for m in micro_batches(step)]
-        counts = torch.tensor([float(sum(labelled_tokens(m["labels"]) for m in micros)),
-                               float(sum(int(m["labels"].numel()) for m in micros))])
-        if dist is not None:
-            counts = dist.all_sum(counts)
+        counts = group.all_sum(torch.tensor([float(sum(labelled_tokens(m["labels"]) for m in micros)),
+                                             float(sum(int(m["labels"].numel()) for m in micros))]))
         n_targets = max(1.0, float(counts[0]))
         total = torch.zeros((), dtype=torch.float64)
-        for micro in micros:
-            with precision.context():
-                summed = loss_sum(model, micro)
-            # DDP and FSDP average gradients over processes: scale by the world size
-            (summed * (world / n_targets)).backward()
+        for k, micro in enumerate(micros):
+            with group.sync(model, last=k == len(micros) - 1):
+                with precision.context():
+                    summed = loss_sum(model, micro)
+                # DDP and FSDP average gradients over processes: scale by the world size
+                (summed * (group.world / n_targets)).backward()
             total += summed.detach().double().cpu()
-        if dist is not None:
-            total = dist.all_sum(total)
-        loss = float(total) / n_targets
+        loss = float(group.all_sum(total)) / n_targets
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")))
         log.append({"step": step, "lr": lr, "loss": loss})
         if (diverged := guard.check(log, grad_norm)) is not None:
@@ -308,17 +303,13 @@ def run_steps(
             after_step(lr)
         progress.update(step, loss, int(counts[1]))
         if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < stop:
-            state = {"step": step + 1, "rng": torch.get_rng_state(), "log": log}
-            if dist is not None:
-                state.update(dist.train_state(model, optimizer))
-            else:
-                state.update(model=model.state_dict(), optimizer=optimizer.state_dict())
-            if main:
+            state = {"step": step + 1, "rng": torch.get_rng_state(), "log": log,
+                     **group.train_state(model, optimizer)}
+            if group.is_main:
                 resume.save(state)
-            if dist is not None:
-                dist.barrier()
+            group.barrier()
     model.eval()
-    if diverged and main:
+    if diverged and group.is_main:
         print(f"[{label}] DIVERGED: {diverged}; stopped at step {log[-1]['step']} of {stop}", flush=True)
     return diverged
 

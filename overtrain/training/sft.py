@@ -46,7 +46,6 @@ class Encoded:
     pad_id: int
     truncated: int = 0  # prompts cut from the left
     dropped: int = 0  # examples whose response alone does not fit
-    stats: dict = field(default_factory=dict)
     kept: list[int] = field(default_factory=list)  # the input examples these are, in order
 
     @property

@@ -1,0 +1,41 @@
+"""Every result JSON of an evaluation job is written here, and says how it was made: the labels
+of what was measured, a status, the package versions, and for a result a model computed, where
+and how that model ran (device, dtype, batch size, threads; the GPU's name). CPU-float32 and
+GPU-bfloat16 numbers of one model must never mix unseen: overtrain.analysis.tables refuses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def checkpoint_labels(checkpoint_dir: str | Path) -> dict:
+    """What every result of a checkpoint carries: its pretraining tokens and, for the
+    controlled study, its pretraining replicate."""
+    meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
+    return {"tokens": meta["tokens"], "pretrain_seed": meta.get("pretrain_seed")}
+
+
+def runtime_info(model, batch_size: int | str | None) -> dict:
+    """Where and how a model ran: its parameters' device and dtype, the batch size, the threads."""
+    import torch
+
+    param = next(model.parameters())
+    info = {"device": str(param.device), "dtype": str(param.dtype).removeprefix("torch."),
+            "batch_size": batch_size, "threads": torch.get_num_threads()}
+    if param.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(param.device)
+    return info
+
+
+def write_result(out_json: str | Path, labels: dict, status: str, *, model=None, batch_size: int | str | None = None,
+                 **content) -> dict:
+    """Write {labels, status, content, versions, runtime (given the model)} atomically; returns it."""
+    from overtrain.atomic import atomic_write_json
+    from overtrain.provenance import package_versions
+
+    result = {**labels, "status": status, **content, "versions": package_versions()}
+    if model is not None:
+        result["runtime"] = runtime_info(model, batch_size)
+    atomic_write_json(out_json, result)
+    return result

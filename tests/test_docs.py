@@ -1,0 +1,49 @@
+"""What the README and the report say of the outputs' contracts is what the code does."""
+
+import re
+
+from conftest import REPO
+
+from overtrain import ids
+from overtrain.analysis.tables import METRIC_COLUMNS, SPLITS, VARIANTS
+
+
+def docs_text() -> str:
+    return "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+
+
+def test_the_documented_metrics_columns_are_the_code_s():
+    lists = re.findall(r"^`(model, ckpt, [a-z0-9_, ]+)`", docs_text(), re.M)
+    assert lists, "the docs list the columns of tables/metrics.csv"
+    for listed in lists:
+        assert listed.split(", ") == METRIC_COLUMNS
+
+
+def test_the_documented_run_id_pattern_is_the_code_s():
+    pattern = re.search(r"run = (<method>-lr<lr>\[-l2<λ>\]-s<seed>)", docs_text())
+    assert pattern, "the docs give the run id pattern"
+    # each part the pattern names is a group of the code's, in that order, and real ids parse
+    assert re.findall(r"<(\w+)>", pattern[1].replace("λ", "l2")) == ["method", "lr", "l2", "seed"]
+    assert re.findall(r"\?P<(\w+)>", ids.RUN_PATTERN) == ["method", "lr", "l2", "seed"]
+    for run in ("full-lr0.001-s0", "lora-lr3e-05-l210-s2", "llava-lr0.0002-s1"):
+        assert re.fullmatch(ids.RUN_PATTERN, run) and ids.run_id(**_args(ids.parse_run_id(run))) == run
+
+
+def _args(run: dict) -> dict:
+    return {"lr": run["lr"], "seed": run["seed"], "method": run["method"], "l2": run["l2"]}
+
+
+def test_the_report_names_every_variant_and_split():
+    caption = (REPO / "report" / "metrics.rst").read_text()
+    for word in VARIANTS + SPLITS:
+        assert word in caption, word
+    readme = docs_text()
+    for word in VARIANTS + SPLITS:
+        assert f"`{word}`" in readme, word
+
+
+def test_no_code_points_at_a_file_outside_the_repository():
+    outside = re.compile(r"DESIGN\.md|REVIEW\.md|shared/research|\.\./shared")
+    for path in [*REPO.glob("overtrain/**/*.py"), *REPO.glob("scripts/*.py"), *REPO.glob("rules/*.smk"),
+                 *REPO.glob("*.yaml"), *REPO.glob("configs/*.yaml"), *REPO.glob("report/*.rst")]:
+        assert not outside.search(path.read_text()), path
