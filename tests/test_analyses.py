@@ -14,7 +14,7 @@ def test_barrier_of_known_curves():
     assert connectivity.barrier([1.0, 1.3, 1.6, 1.4, 1.2], higher_is_better=False) == pytest.approx(0.5)
     # an accuracy path 0.8 → 0.5 → 0.7: mean of ends 0.75 − min 0.5 = 0.25
     assert connectivity.barrier([0.8, 0.5, 0.7], higher_is_better=True) == pytest.approx(0.25)
-    # a convex loss path (no barrier) is ≤ 0
+    # a path no worse than its ends inside (a convex loss path) has no barrier
     assert connectivity.barrier([1.0, 0.9, 1.0], higher_is_better=False) == pytest.approx(0.0)
 
 

@@ -18,8 +18,11 @@ def test_benchmark_smoke_writes_the_table(tmp_path):
     text = out.read_text()
     assert "## P2" in text and "## P4" in text and "vs bare PyTorch" in text
     res = json.loads(out.with_suffix(".json").read_text())
-    assert res["P2"]["pretrain_vs_bare"] > 0 and res["P2"]["flops_ratio"] > 0
-    assert res["P4"]["jobs"] > 900
+    # the loop trains at a positive rate, below the matmul peak; the smoke grid's size is its config's
+    assert 0 < res["P2"]["flops_ratio"] < 1 and res["P2"]["tokens_per_s"]["bare"] > 0
+    assert res["P2"]["pretrain_vs_bare"] > 0.2  # at most 5× slower than a bare PyTorch loop, even loaded
+    budgets, lrs, seeds = 4, 12, 10  # p4_dry_run(1000)'s grid: per budget a pretraining job, an evaluation
+    assert res["P4"]["jobs"] >= budgets * (2 + 2 * lrs * seeds)  # and each fine-tune with its evaluation
 
 
 def test_p7_names_the_claim_closest_to_changing_its_verdict():

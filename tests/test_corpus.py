@@ -10,7 +10,7 @@ def test_same_seed_same_language_and_files(tmp_path):
         assert np.array_equal(getattr(a, field), getattr(b, field))
     corpus.write_task_data(a, tmp_path / "a", 32, 20, 10, seed=7)
     corpus.write_task_data(b, tmp_path / "b", 32, 20, 10, seed=7)
-    for name in ("pretrain_heldout", "ft_heldout", "ft_mc", "ft_train"):
+    for name in ("pretrain_heldout", "ft_heldout", "ft_val", "ft_mc", "ft_train"):
         assert (tmp_path / "a" / f"{name}.jsonl").read_bytes() == (tmp_path / "b" / f"{name}.jsonl").read_bytes()
 
 

@@ -132,3 +132,37 @@ def test_editing_a_module_of_a_finished_study_reruns_exactly_the_rules_that_impo
         assert set(status) <= {"ok", "params changed"}, status
     assert "overtrain.jobserver" in provenance.EXEMPT
 
+
+
+WINGS = {"sources": 1, "training": 2, "evaluation": 3, "analysis": 4}
+TOP = {"overtrain.study", "overtrain.plan"}  # the loaded study and the command line stand on everything
+
+
+def _floor(module: str) -> int:
+    if module in TOP:
+        return 9
+    parts = module.split(".")
+    return WINGS[parts[1]] if len(parts) > 2 else 0
+
+
+def test_no_import_runs_back_up_and_the_analysis_stays_light():
+    """Each wing imports only the wings below it and the ground; the ground imports no wing; the
+    analysis wing imports neither torch, transformers nor lm-eval (figure and table jobs start in
+    under a second), anywhere in its code."""
+    import ast
+
+    for module in provenance.package_modules():
+        path = provenance.module_file(module)
+        for imported in provenance._direct_imports(path.resolve(), provenance.ROOT):
+            target = next((p for p in (imported, imported.rsplit(".", 1)[0]) if provenance.module_file(p)), None)
+            if target and target != "overtrain":
+                assert _floor(target) <= _floor(module), f"{module} imports {target}, a floor above it"
+        if _floor(module) == WINGS["analysis"]:
+            heavy = [n.names[0].name if isinstance(n, ast.Import) else n.module for n in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(n, (ast.Import, ast.ImportFrom))]
+            assert not [h for h in heavy if h and h.split(".")[0] in ("torch", "transformers", "lm_eval")], module
+
+
+def test_no_module_is_over_400_lines():
+    for path in [*provenance.ROOT.rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]:
+        assert len(path.read_text().splitlines()) <= 400, path

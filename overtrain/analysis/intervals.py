@@ -41,7 +41,12 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
 
 def summarize(df: pd.DataFrame, by: list[str], value: str = "value", n_boot: int = N_BOOT) -> pd.DataFrame:
     """Per group of `by`: the mean over replicates, its 95% bootstrap interval and the number of
-    replicates (one replicate: the interval is the point)."""
+    replicates (one replicate: the interval is the point).
+
+    A non-finite replicate (a fine-tune that diverged, a model whose loss overflowed) makes the
+    mean non-finite, which is what it is, and the tables say so; the interval is over the finite
+    replicates, the spread of those that trained (figures leave such a budget out and mark the
+    diverged fine-tunes instead)."""
     d = df.assign(_replicate=replicate_ids(df))
     per = d.groupby(by + ["_replicate"], dropna=False)[value].mean().reset_index()
     rows = []

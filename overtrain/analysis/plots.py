@@ -83,6 +83,18 @@ def _note(fig, rows: pd.DataFrame) -> None:
     fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8, color="dimgrey")
 
 
+def _dress(ax, tokens, fontsize: int = 8) -> None:
+    """A panel over pretraining tokens: its axis and its legend."""
+    _token_axis(ax, tokens)
+    _legend(ax, fontsize=fontsize)
+
+
+def _finish(fig, rows: pd.DataFrame, paths: list[str | Path]) -> None:
+    """The replicate note under the figure, then the files."""
+    _note(fig, rows)
+    _save(fig, paths)
+
+
 def _models(df: pd.DataFrame) -> list[str]:
     return sorted(df["model"].unique())
 
@@ -109,10 +121,8 @@ def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         row[1].set_yscale("log")
         row[1].set_title(f"{model}: sensitivity to noise")
         for ax in row:
-            _token_axis(ax, d["tokens"])
-            _legend(ax, fontsize=8)
-    _note(fig, pt)
-    _save(fig, paths)
+            _dress(ax, d["tokens"], 8)
+    _finish(fig, pt, paths)
 
 
 def _finetuned_lines(d: pd.DataFrame):
@@ -148,10 +158,8 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
         _mark_diverged(ax, metrics, model)
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
-        _token_axis(ax, d["tokens"])
-        _legend(ax, fontsize=8)
-    _note(fig, pt)
-    _save(fig, paths)
+        _dress(ax, d["tokens"], 8)
+    _finish(fig, pt, paths)
 
 
 @figure("metrics")
@@ -179,12 +187,10 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
         ax.set_title(f"{model}: {task} ({metric})")
         if metric == "acc" and task.startswith("synth_ft_mc"):
             ax.axhline(1 / 4, color="grey", ls=":", label="chance")
-        _token_axis(ax, d["tokens"])
-        _legend(ax, fontsize=8)
+        _dress(ax, d["tokens"], 8)
     if not panels:
         _empty(axes[0][0], "no in-distribution tasks evaluated")
-    _note(fig, ident)
-    _save(fig, paths)
+    _finish(fig, ident, paths)
 
 
 def _nothing_measured(paths: list[str | Path], why: str) -> None:
@@ -217,10 +223,8 @@ def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel("pretraining loss increase (nats/token)")
         ax.set_title(f"{model}: sensitivity to weight quantization")
-        _token_axis(ax, d["tokens"])
-        _legend(ax, fontsize=8)
-    _note(fig, pt)
-    _save(fig, paths)
+        _dress(ax, d["tokens"], 8)
+    _finish(fig, pt, paths)
 
 
 @figure("tuned", "best_lr")
@@ -246,10 +250,8 @@ def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str
         ax.set_title(title)
         ax.set_ylabel("metric (loss: nats/token)")
     for ax in axes[0]:
-        _token_axis(ax, best["tokens"])
-        _legend(ax, fontsize=7)
-    _note(fig, tuned)
-    _save(fig, paths)
+        _dress(ax, best["tokens"], 7)
+    _finish(fig, tuned, paths)
 
 
 @figure("finetune_gain", "metrics")
@@ -274,10 +276,8 @@ def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | P
     ax_forget.set_title("forgetting")
     for ax in axes[0]:
         if ax.has_data():
-            _token_axis(ax, metrics["tokens"])
-            _legend(ax, fontsize=7)
-    _note(fig, f)
-    _save(fig, paths)
+            _dress(ax, metrics["tokens"], 7)
+    _finish(fig, f, paths)
 
 
 @figure("metrics")
@@ -294,10 +294,8 @@ def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
             _band(ax, g, line)
         ax.set_ylabel("accuracy spread across prompt formats (max − min)")
         ax.set_title("prompt sensitivity (training template, instruction, raw input)")
-        _token_axis(ax, d["tokens"])
-        _legend(ax, fontsize=7)
-    _note(fig, d)
-    _save(fig, paths)
+        _dress(ax, d["tokens"], 7)
+    _finish(fig, d, paths)
 
 
 @figure("barriers", "soups")
@@ -328,10 +326,8 @@ def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | 
     ax_s.set_title("model soups")
     for ax in axes[0]:
         if ax.has_data():
-            _token_axis(ax, barriers["tokens"])
-            _legend(ax, fontsize=7)
-    _note(fig, barriers)
-    _save(fig, paths)
+            _dress(ax, barriers["tokens"], 7)
+    _finish(fig, barriers, paths)
 
 
 def theory(table: pd.DataFrame, paths: list[str | Path]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from overtrain.analysis.intervals import N_BOOT, interval, summarize
 from overtrain.analysis.intervals import curves as replicate_curves
-from overtrain.analysis.intervals import interval, summarize
 from overtrain.config import own_val_task, prompt_formats
 from overtrain.perturb import KINDS
 
@@ -160,7 +160,7 @@ def select(df: pd.DataFrame, **equal) -> pd.DataFrame:
     return df[mask]
 
 
-def pretrain_loss_by_variant(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+def pretrain_loss_by_variant(df: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
     """Held-out pretraining loss per budget for base, each γ, each quantization and each
     learning rate, and its increase over the base checkpoint (of the same replicate): means
     over replicates with 95% bootstrap intervals."""
@@ -254,16 +254,15 @@ def lr_trend(tokens: list[float], lrs: list[float]) -> str:
     if len(set(lrs)) <= 1:
         return "constant"
     x, y = np.log(np.asarray(tokens, float)), np.log(np.asarray(lrs, float))
-    slope = np.polyfit(x, y, 1)[0]
-    first, last = np.exp(np.polyval([slope, np.polyfit(x, y, 1)[1]], [x.min(), x.max()]))
-    ratio = max(first, last) / min(first, last)
-    speed = "quickly" if ratio >= 10 else "slowly"
-    if abs(slope) < 1e-12:
+    fit = np.polyfit(x, y, 1)
+    if abs(fit[0]) < 1e-12:
         return "constant"
-    return f"{speed} {'decreasing' if slope < 0 else 'increasing'}"
+    first, last = np.exp(np.polyval(fit, [x.min(), x.max()]))
+    speed = "quickly" if max(first, last) / min(first, last) >= 10 else "slowly"
+    return f"{speed} {'decreasing' if fit[0] < 0 else 'increasing'}"
 
 
-def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = 1000, seed: int = 0) -> dict:
+def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """T*: the budget where the replicate-averaged metric is best, with a bootstrap interval.
 
     `rows` has tokens, value and the replicate columns (pretrain_seed, seed). Replicates are
@@ -291,7 +290,7 @@ def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = 1000, s
             "n_seeds": int(n)}
 
 
-def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 1000) -> pd.DataFrame:
+def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = N_BOOT) -> pd.DataFrame:
     """T* of the held-out pretraining loss after each γ and each learning rate, and of every
     in-distribution metric at the tuned learning rate."""
     rows = []

@@ -1,0 +1,60 @@
+"""The Study: the config validated and completed once, and what the workflow derives from it."""
+
+import copy
+
+import pytest
+from conftest import MICRO, REPO
+from snakemake.utils import validate
+
+from overtrain.config import ConfigError
+from overtrain.study import SCHEMA, Study, user_config
+
+
+def load(cfg: dict) -> Study:
+    return Study.load(copy.deepcopy(cfg), REPO, lambda c: validate(c, str(SCHEMA)))
+
+
+def test_the_micro_study_and_what_it_derives():
+    study = load(MICRO)
+    assert study.root == "results/micro"
+    assert study.command == "snakemake --cores all --configfile configs/micro.yaml"
+    assert study.checkpoints == [("tiny", "tok8192-s0"), ("tiny", "tok16384-s0"), ("tiny", "tok8192-s1"),
+                                 ("tiny", "tok16384-s1")]
+    assert study.first_checkpoint == {"tiny": "tok8192-s0"}
+    assert study.replicates == 2  # pretraining seeds
+    assert study.checkpoint_variants == ["base", "gauss-g0.5-s0", "rtn-int8"]
+    # the base on its 6 tasks, each perturbed variant on the pretraining loss only
+    assert study.checkpoint_evaluations == pytest.approx(1 + 2 / len(study.splits))
+    assert study.corpus_eval_files == ["ft_heldout", "ft_mc", "ft_val", "pretrain_heldout"]
+    assert study.eval_max_length("tiny") == MICRO["corpus"]["seq_len"] == study.train_max_length("tiny")
+    assert not study.trust_remote_code("tiny")
+    assert set(study.connectivity_splits("synth_ft")) <= set(study.finetuned_splits("synth_ft"))
+    assert study.config["finetune"]["steps"] is None  # schema defaults filled in place
+
+
+def test_an_old_key_name_still_works_and_both_names_are_refused():
+    cfg = copy.deepcopy(MICRO)
+    cfg["connectivity"]["alphas"] = cfg["connectivity"].pop("points")
+    assert load(cfg).config["connectivity"]["points"] == MICRO["connectivity"]["points"]
+    cfg["connectivity"]["points"] = 5
+    with pytest.raises(ConfigError, match=r"connectivity.alphas: renamed connectivity.points"):
+        load(cfg)
+
+
+def test_bad_input_names_the_key_before_anything_runs():
+    bad = copy.deepcopy(MICRO)
+    bad["finetune"]["learning_rates"] = [-1e-3]
+    with pytest.raises(ConfigError, match=r"finetune.learning_rates\[0\]: -0.001 is out of range; must be > 0"):
+        load(bad)
+    bad = copy.deepcopy(MICRO)
+    bad["models"]["tiny"]["budgets"] = [100]
+    with pytest.raises(ConfigError, match=r"models.tiny.budgets: \[100\] is less than one step"):
+        load(bad)
+
+
+def test_a_config_file_without_models_overrides_the_default(tmp_path):
+    (tmp_path / "small.yaml").write_text("experiment: small\nfinetune: {learning_rates: [0.001]}\n")
+    cfg = user_config(tmp_path / "small.yaml", REPO)
+    assert cfg["experiment"] == "small" and cfg["finetune"]["learning_rates"] == [0.001]
+    assert cfg["models"]["tiny"]["budgets"]  # the default's models, merged under it
+    assert user_config(REPO / "configs" / "micro.yaml", REPO) == MICRO  # models given: complete on its own
