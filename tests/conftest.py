@@ -28,6 +28,13 @@ LEAN = {
 }
 
 
+def merge(base: dict, change: dict) -> dict:
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -110,3 +117,13 @@ def micro_run(tmp_path_factory):
 def lean_run(tmp_path_factory):
     """The lean study run once; (workdir, configfile)."""
     return _run_once(tmp_path_factory, "lean", LEAN)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (--dist loadgroup), the tests that share a session's study run in one
+    worker, so each study runs once per session (not once per worker)."""
+    for item in items:
+        for study in ("micro_run", "lean_run"):
+            if study in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(study))
+                break

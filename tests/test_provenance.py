@@ -166,3 +166,20 @@ def test_no_import_runs_back_up_and_the_analysis_stays_light():
 def test_no_module_is_over_400_lines():
     for path in [*provenance.ROOT.rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]:
         assert len(path.read_text().splitlines()) <= 400, path
+
+
+def test_every_module_has_tests_that_import_it():
+    """Each module of the package is imported by some test file (the wings included)."""
+    import ast
+
+    seen = set()
+    for path in (REPO / "tests").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("overtrain"):
+                seen |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                seen |= {a.name for a in node.names}
+    untested = [m for m in provenance.package_modules() if m not in seen and not m.endswith("__init__")
+                and m not in ("overtrain", "overtrain.sources", "overtrain.training", "overtrain.evaluation",
+                              "overtrain.analysis")]
+    assert not untested, untested

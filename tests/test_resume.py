@@ -39,6 +39,7 @@ def launch(kind, d, out):
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["pretrain", "finetune"])
 def test_sigkill_then_rerun_equals_uninterrupted(data, tmp_path, kind):
     killed = tmp_path / "killed"

@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from conftest import MICRO, REPO
+from conftest import MICRO, REPO, merge
 from snakemake.utils import validate
 
 from overtrain.config import ConfigError
@@ -58,3 +58,28 @@ def test_a_config_file_without_models_overrides_the_default(tmp_path):
     assert cfg["experiment"] == "small" and cfg["finetune"]["learning_rates"] == [0.001]
     assert cfg["models"]["tiny"]["budgets"]  # the default's models, merged under it
     assert user_config(REPO / "configs" / "micro.yaml", REPO) == MICRO  # models given: complete on its own
+
+
+# A bad value of each kind, and the one-line message that names its key and what is allowed
+BAD = [
+    ({"models": {"tiny": {"colour": "red"}}}, "models.tiny: unknown key(s) ['colour']"),
+    ({"finetune": {"learning_rates": [-1e-3]}}, "finetune.learning_rates[0]: -0.001 is out of range"),
+    ({"perturb": {"gaussian": {"gammas": [-0.1]}}}, "perturb.gaussian.gammas[0]: -0.1 is out of range"),
+    ({"perturb": {"splits": ["test"]}}, "perturb.splits[0]: 'test' is not allowed; allowed: ['pretrain', 'val', 'id', 'ood']"),
+    ({"models": {"tiny": {"budgets": []}}}, "models.tiny.budgets: must have at least 1"),
+    ({"models": {"tiny": {"batch_size": "many"}}}, "models.tiny.batch_size: 'many' has the wrong type"),
+    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub']"),
+    ({"evaluate": {"id": ["arc easy!"]}}, "evaluate.id[0]: 'arc easy!' is not allowed; it must match"),
+    ({"finetune": {"tasks": ["hh_rlfh"]}}, "finetune.tasks[0]: unknown task 'hh_rlfh'; allowed: ["),
+    ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer', 'seeds']"),
+    ({"models": {"tiny": {"budgets": [100]}}}, "models.tiny.budgets: [100] is less than one step"),
+    ({"unknown_section": 1}, "<top level>: unknown key(s) ['unknown_section']"),
+]
+
+
+
+@pytest.mark.parametrize("change,message", BAD)
+def test_bad_config_is_refused_naming_the_key_and_what_is_allowed(change, message):
+    with pytest.raises(ConfigError) as e:
+        load(merge(MICRO, change))
+    assert message in str(e.value)
