@@ -51,6 +51,26 @@ def check_safetensors(path: str | Path) -> None:
                              f"{'truncated' if size < 8 + n + end else 'trailing bytes'}; {hint}")
 
 
+def header_parameters(path: str | Path) -> int:
+    """Parameters in a safetensors file, from its header alone."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    total = 0
+    for name, tensor in header.items():
+        if name != "__metadata__":
+            size = 1
+            for d in tensor["shape"]:
+                size *= d
+            total += size
+    return total
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    """Parameters of a model directory's weights (its safetensors headers)."""
+    return sum(header_parameters(p) for p in weight_files(model_dir))
+
+
 def weight_files(model_dir: str | Path) -> list[Path]:
     """A model directory's safetensors files: the shards its index lists, or every *.safetensors."""
     d = Path(model_dir)

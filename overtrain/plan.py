@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from overtrain.integrity import header_parameters
 from overtrain.provenance import model_rules
 from overtrain.sources.corpus import INSTRUCTION, SPECIALS
 from overtrain.study import SCHEMA, Study, user_config
@@ -57,23 +58,6 @@ def job_counts(configfile: str, snakefile: Path, workdir: str | None = None) -> 
     if r.returncode != 0:
         raise SystemExit(r.stdout[-2000:] + r.stderr[-2000:])
     return parse_job_stats(r.stdout)
-
-
-def header_parameters(path: Path) -> int:
-    """Parameters in a safetensors file, from its header alone."""
-    import struct
-
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    total = 0
-    for name, t in header.items():
-        if name != "__metadata__":
-            size = 1
-            for d in t["shape"]:
-                size *= d
-            total += size
-    return total
 
 
 def hub_parameters(repo: str, revision: str) -> tuple[float | None, str, int | None]:

@@ -118,3 +118,21 @@ def test_claims_on_t_star_location_count_any_shift():
         (np.log2(t) - np.log2(2e5)) ** 2 * 0.1 + 1.5 + 0.01 * s for s in range(3) for t in TOKENS])
     row = claim(pd.concat([df, louder], ignore_index=True), "larger γ → earlier T*")
     assert row["min_effect"] == 0.0 and row["effect"] == pytest.approx(2.0) and row["verdict"] == "supported"
+
+
+def test_a_best_budget_effect_is_cross_fitted_so_noise_does_not_pass_for_an_effect():
+    """On flat curves of pure noise the best earlier budget is best by its noise: measured on the
+    same curves, 'largest − best earlier' is biased upward; each replicate measured at the T* the
+    others chose is not."""
+    rng = np.random.default_rng(0)
+    x = np.array(TOKENS)
+    plain, fitted = [], []
+    for _ in range(400):
+        values = rng.normal(0.0, 0.05, (len(TOKENS), 5))  # budgets × replicates, no effect
+        plain.append(hypotheses.end_worse(x, values.mean(axis=1)))
+        fitted.append(hypotheses.end_worse.cross_fitted(x, values).mean())
+    assert np.mean(plain) > 0.02  # the best of 5 noisy budgets
+    assert abs(np.mean(fitted)) < 0.005
+    # a real degradation is still found, at the T* the others choose
+    real = np.stack([[1.0, 0.8, 0.7, 0.6, 0.8, 0.9]] * 3, axis=1) + np.array([0.0, 0.01, 0.02])
+    assert hypotheses.end_worse.cross_fitted(x, real) == pytest.approx([0.3, 0.3, 0.3])

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from overtrain.analysis.intervals import N_BOOT, curves, interval
+from overtrain.analysis.intervals import N_BOOT, curves, interval, resample_means
 from overtrain.analysis.tables import increase_over_base, tuned_metrics
 from overtrain.analysis.verdict import MIN_EFFECT, verdict
 from overtrain.config import prompt_formats
@@ -33,7 +33,8 @@ AMURO = "Amuro & Char (Sun & Dredze 2024)"
 def bootstrap_effect(rows: list[pd.DataFrame], statistic: Callable[..., float], n_boot: int = N_BOOT,
                      seed: int = 0) -> dict:
     """Effect and interval of `statistic(tokens, *mean_curves)` over joint resamples of the
-    replicates (the same resample for every curve; a replicate missing a budget is dropped)."""
+    replicates (the same resample for every curve; a replicate missing a budget is dropped). A
+    statistic that selects a budget (Selected) is cross-fitted instead: see Selected."""
     wide = [curves(r, dropna=True) for r in rows]
     if any(c.empty for c in wide):
         return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
@@ -43,17 +44,49 @@ def bootstrap_effect(rows: list[pd.DataFrame], statistic: Callable[..., float], 
         return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": len(reps)}
     mats = [c.loc[tokens, reps].to_numpy(float) for c in wide]
     x = np.asarray(tokens, float)
+    n = len(reps)
+    rng = np.random.default_rng(seed)
+    if isinstance(statistic, Selected) and n >= 2:
+        per_replicate = statistic.cross_fitted(x, mats[0])
+        lo, hi = interval(resample_means(per_replicate, n_boot, seed))
+        return {"effect": float(np.mean(per_replicate)), "ci_low": lo, "ci_high": hi, "n_seeds": n}
 
     def at(cols) -> float:
         return float(statistic(x, *(m[:, cols].mean(axis=1) for m in mats)))
 
-    n = len(reps)
     effect = at(np.arange(n))
     if n < 2:
         return {"effect": effect, "ci_low": effect, "ci_high": effect, "n_seeds": n}
-    rng = np.random.default_rng(seed)
     lo, hi = interval([at(rng.integers(0, n, n)) for _ in range(n_boot)])
     return {"effect": effect, "ci_low": lo, "ci_high": hi, "n_seeds": n}
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A statistic that selects a budget, T*, and measures a gain there. Selecting the best of
+    several noisy budgets and measuring at it on the same curves is biased upward: on a flat,
+    noisy curve the best budget is best by its noise. So it is cross-fitted: each replicate's gain
+    is measured at the T* the other replicates choose (their mean curve), which its own noise did
+    not pick; the effect is the mean of these per-replicate gains, resampled over replicates. Its
+    expectation is the true gain at an honestly chosen T* (conservative, never inflated)."""
+
+    pick: Callable[[np.ndarray, np.ndarray], int | None]  # T*'s index on a mean curve
+    gain: Callable[[np.ndarray, int], float]  # one curve's statistic at that index
+
+    def __call__(self, x, y) -> float:
+        """The plain statistic on one curve (a study with one replicate: no verdict)."""
+        k = self.pick(x, y)
+        return np.nan if k is None else float(self.gain(y, k))
+
+    def cross_fitted(self, x, values: np.ndarray) -> np.ndarray:
+        """Per replicate (a column of `values`, budgets × replicates): its gain at the T* of the
+        others' mean curve."""
+        n = values.shape[1]
+        out = []
+        for r in range(n):
+            k = self.pick(x, values[:, [c for c in range(n) if c != r]].mean(axis=1))
+            out.append(np.nan if k is None else float(self.gain(values[:, r], k)))
+        return np.asarray(out)
 
 
 # statistics of mean curves (x: tokens) ---------------------------------------------------------
@@ -64,18 +97,13 @@ def slope(x, y) -> float:
     return float(np.polyfit(np.log2(x[finite]), y[finite], 1)[0]) if finite.sum() >= 2 else np.nan
 
 
-def u_depth(x, y) -> float:
-    """How much better the best interior budget is than the better end (> 0: an interior T*)."""
-    if len(y) < 3:
-        return np.nan
-    return float(min(y[0], y[-1]) - np.min(y[1:-1]))
-
-
-def end_worse(x, y) -> float:
-    """How much worse the largest budget is than the best earlier budget: > 0 when it degraded
-    past an earlier T*, < 0 by how much it still improved. Signed, so that "not supported" is an
-    interval below 0, not a degenerate [0, 0] that one seed's tie turns into "inconclusive"."""
-    return float(y[-1] - np.min(y[:-1]))
+# how much better the best interior budget is than the better end (> 0: an interior T*)
+u_depth = Selected(pick=lambda x, y: 1 + int(np.argmin(y[1:-1])) if len(y) >= 3 else None,
+                   gain=lambda y, k: min(y[0], y[-1]) - y[k])
+# how much worse the largest budget is than T*, the best earlier budget: > 0 when it degraded past
+# an earlier T*, < 0 by how much it still improved (signed, so that "not supported" is an interval
+# below 0, not a degenerate [0, 0] that one replicate's tie turns into "inconclusive")
+end_worse = Selected(pick=lambda x, y: int(np.argmin(y[:-1])), gain=lambda y, k: y[-1] - y[k])
 
 
 def earlier(x, y_small, y_large) -> float:
@@ -179,7 +207,7 @@ def interior_t_star_under_noise(e: Evidence) -> list[dict]:
     gammas = sorted(noisy["gamma"].dropna().unique())
     if not gammas:
         return [not_measured(h, source, "no Gaussian noise")]
-    return [e.judged(h, source, f"γ={g:g}", "better end − best interior budget (nats)", [noisy[noisy["gamma"] == g]],
+    return [e.judged(h, source, f"γ={g:g}", "better end − the interior T* the other replicates choose (cross-fitted; nats)", [noisy[noisy["gamma"] == g]],
                      u_depth) for g in gammas]
 
 
@@ -198,7 +226,7 @@ def interior_t_star_after_finetuning(e: Evidence) -> list[dict]:
     by_method = e.finetuned_by_method()
     if not by_method:
         return [not_measured(h, source, "no fine-tune evaluated on held-out pretraining text")]
-    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}", "better end − best interior budget (nats)",
+    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}", "better end − the interior T* the other replicates choose (cross-fitted; nats)",
                      [rows[rows["lr"] == lr]], u_depth)
             for mth, rows in by_method.items() for lr in sorted(rows["lr"].dropna().unique())]
 
@@ -234,7 +262,7 @@ def tuned_metric_degrades(e: Evidence) -> list[dict]:
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
         mth = g["ft_method"].fillna("full").iloc[0]
         out.append(e.judged(h, source, f"{_prefix(mth)}{task} ({metric})",
-                            "largest budget − best earlier budget (worse direction; nats or accuracy)", [g], end_worse))
+                            "largest budget − the earlier T* the other replicates choose (cross-fitted; worse direction; nats or accuracy)", [g], end_worse))
     return out
 
 

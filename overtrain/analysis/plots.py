@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from overtrain.analysis.formatting import format_tokens  # noqa: E402
 from overtrain.analysis.intervals import replicate_ids, summarize  # noqa: E402
 from overtrain.analysis.tables import increase_over_base, select  # noqa: E402
+from overtrain.config import prompt_formats  # noqa: E402
 
 # Every figure of the study: name → (its function, the tables it draws from). A figure is a
 # function decorated with @figure(<table names>) taking those tables and its output paths; the
@@ -165,8 +166,6 @@ def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> No
 @figure("metrics")
 def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """In-distribution fine-tuning task metrics vs tokens, one line per learning rate."""
-    from overtrain.config import prompt_formats
-
     other_formats = {f for t in set(metrics["eval_task"].dropna()) for f in prompt_formats(t)[1:]}
     ident = metrics[
         (metrics["split"] == "id")
@@ -296,6 +295,48 @@ def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
         ax.set_title("prompt sensitivity (training template, instruction, raw input)")
         _dress(ax, d["tokens"], 7)
     _finish(fig, d, paths)
+
+
+@figure("inflection")
+def t_star_vs_learning_rate(inflection: pd.DataFrame, paths: list[str | Path]) -> None:
+    """Where the effect lives: T* (95% interval over replicates) in tokens per parameter against
+    the fine-tuning learning rate, for the held-out pretraining loss after fine-tuning at each
+    fixed rate and the in-distribution metrics at each rate; the tuned rate's in-distribution T*
+    as a band. A filled marker is an interior T*; a hollow one lies at an end of the budgets."""
+    at_rate = inflection[inflection["lr"].notna() & (inflection["l2"].fillna(0) == 0)]
+    if at_rate.empty:
+        return _nothing_measured(paths, "no fine-tuning learning rates (finetune.learning_rates)")
+    models = _models(at_rate)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        d = at_rate[at_rate["model"] == model]
+        per = float(d["parameters"].iloc[0]) if d["parameters"].notna().any() else 1.0
+        unit = "tokens per parameter" if d["parameters"].notna().any() else "tokens"
+        lines = d.assign(line=[("pretraining loss" if not c.endswith("(id)") else f"ID {task} ({metric})")
+                               + (f", {m}" if m != "full" else "") for c, task, metric, m in
+                               zip(d["condition"], d["eval_task"], d["metric"], d["ft_method"].fillna("full"))])
+        for line, g in lines.groupby("line", sort=True):
+            g = g.sort_values("lr")
+            y, lo, hi = g["t_star"] / per, g["ci_low"] / per, g["ci_high"] / per
+            (h,) = ax.plot(g["lr"], y, "-", label=line)
+            ax.errorbar(g["lr"], y, yerr=[y - lo, hi - y], fmt="none", ecolor=h.get_color(), capsize=3)
+            interior = g["interior"].astype(bool).to_numpy()
+            ax.plot(g["lr"][interior], y[interior], "o", color=h.get_color())
+            ax.plot(g["lr"][~interior], y[~interior], "o", mfc="white", color=h.get_color())
+        tuned = inflection[(inflection["model"] == model) & (inflection["condition"] == "tuned lr (id)")]
+        tuned = tuned[~tuned["eval_task"].isin({f for t in set(tuned["eval_task"]) for f in prompt_formats(t)[1:]})]
+        for _, r in tuned.iterrows():
+            ax.axhspan(r["ci_low"] / per, r["ci_high"] / per, alpha=0.12, color="grey")
+            ax.axhline(r["t_star"] / per, ls="--", color="grey", lw=1,
+                       label=f"tuned lr: ID {r['eval_task']} ({r['metric']})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("fine-tuning learning rate")
+        ax.set_ylabel(f"T* ({unit})")
+        ax.set_title(f"{model}: where more pretraining stops helping")
+        ax.grid(alpha=0.3)
+        _legend(ax, fontsize=7)
+    _save(fig, paths)
 
 
 @figure("barriers", "soups")

@@ -18,6 +18,7 @@ METRIC_COLUMNS = [
     "model",
     "ckpt",
     "tokens",
+    "parameters",
     "pretrain_seed",
     "variant",
     "ft_task",
@@ -39,7 +40,7 @@ METRIC_COLUMNS = [
 VARIANTS = ["base", "finetuned", "perturbed", "interpolated", "soup"]
 SPLITS = ["id", "val", "ood", "pretrain", "ft_train"]
 LABEL_COLUMNS = [
-    "model", "ckpt", "pretrain_seed", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
+    "model", "ckpt", "parameters", "pretrain_seed", "variant", "ft_task", "lr", "seed", "perturbation", "gamma", "ft_method", "l2", "bits",
     "alpha", "soup", "seeds",
 ]
 # The columns of the original design's contract; the others (ft_method, l2, bits) sit between gamma and
@@ -127,7 +128,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
     df["tokens"] = df["tokens"].astype("int64")
     for col in ("lr", "gamma", "l2", "alpha"):
         df[col] = df[col].astype("float64")
-    for col in ("pretrain_seed", "seed", "bits"):
+    for col in ("parameters", "pretrain_seed", "seed", "bits"):
         df[col] = df[col].astype("Int64")
     df = pd.concat([df, forgetting_rows(df), prompt_spread_rows(df)], ignore_index=True)
     bad = set(df["variant"]) - set(VARIANTS)
@@ -290,9 +291,17 @@ def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT,
             "n_seeds": int(n)}
 
 
+def _main_id_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """In-distribution loss and accuracy rows, in each task's training prompt format only."""
+    ident = rows[(rows["split"] == "id") & rows["metric"].isin(["acc", "loss"])]
+    other_formats = {f for task in set(ident["eval_task"]) for f in prompt_formats(task)[1:]}
+    return ident[~ident["eval_task"].isin(other_formats)]
+
+
 def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """T* of the held-out pretraining loss after each γ and each learning rate, and of every
-    in-distribution metric at the tuned learning rate."""
+    """T* of the held-out pretraining loss after each perturbation and each learning rate, of the
+    in-distribution metrics at each learning rate, and of every metric at the tuned learning
+    rate; with the model's parameters (T* in tokens per parameter = t_star / parameters)."""
     rows = []
     pt = df[(df["split"] == "pretrain") & (df["metric"] == "loss")]
     for model, m in pt.groupby("model"):
@@ -300,24 +309,31 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
             for value, g in m[m["perturbation"] == kind.name].groupby(kind.parameter):
                 rows.append({"model": model, "condition": kind.label(value), "eval_task": g["eval_task"].iloc[0],
                              "metric": "loss", **inflection(g, False, n_boot)})
+    for model, m in df.groupby("model"):
         ft = _finetuned(m)
-        diverged = diverged_runs(df[df["model"] == model])
-        for (method, l2, lr), g in ft.groupby(["ft_method", "l2", "lr"]):
-            label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "")
-            # a diverged fine-tune has no evaluation: it counts as infinitely bad, never as T*
-            gone = diverged[(diverged["ft_method"] == method) & (diverged["l2"] == l2) & (diverged["lr"] == lr)]
-            cols = ["tokens", "pretrain_seed", "seed"]
-            curves = pd.concat([g[cols + ["value"]], gone[cols].assign(value=np.inf)])
-            rows.append({"model": model, "condition": label, "eval_task": g["eval_task"].iloc[0],
-                         "metric": "loss", **inflection(curves, False, n_boot)})
+        diverged = diverged_runs(m)
+        parts = [("", ft[(ft["split"] == "pretrain") & (ft["metric"] == "loss")]), (" (id)", _main_id_rows(ft))]
+        for suffix, part in parts:
+            for (method, l2, lr, task, metric), g in part.groupby(["ft_method", "l2", "lr", "eval_task", "metric"]):
+                label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "") + suffix
+                # a diverged fine-tune has no evaluation: it counts as infinitely bad, never as T*
+                gone = diverged[(diverged["ft_method"] == method) & (diverged["l2"] == l2) & (diverged["lr"] == lr)]
+                cols = ["tokens", "pretrain_seed", "seed"]
+                bad = -np.inf if metric == "acc" else np.inf
+                curves = pd.concat([g[cols + ["value"]], gone[cols].assign(value=bad)])
+                rows.append({"model": model, "condition": label, "eval_task": task, "metric": metric,
+                             "ft_method": method, "lr": lr, "l2": l2, **inflection(curves, metric == "acc", n_boot)})
     if best is not None and not best.empty:
         tuned = tuned_metrics(df, best)
         ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]
         for (model, task, split, metric), g in ident.groupby(["model", "eval_task", "split", "metric"]):
             rows.append({"model": model, "condition": f"tuned lr ({split})", "eval_task": task, "metric": metric,
                          **inflection(g, metric == "acc", n_boot)})
-    columns = ["model", "condition", "eval_task", "metric", "t_star", "ci_low", "ci_high", "interior", "n_seeds"]
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["model", "condition", "eval_task", "metric", "ft_method", "lr", "l2", "t_star", "ci_low", "ci_high",
+               "interior", "n_seeds", "parameters"]
+    parameters = df.groupby("model")["parameters"].max() if "parameters" in df else pd.Series(dtype="float64")
+    out = pd.DataFrame(rows, columns=columns)
+    return out.assign(parameters=out["model"].map(parameters).astype("Int64"))
 
 
 def finetune_gain(df: pd.DataFrame) -> pd.DataFrame:

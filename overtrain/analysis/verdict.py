@@ -31,5 +31,7 @@ def rule(min_effect: float) -> str:
         "location, which moves in whole budgets). With three replicates the percentile interval of a mean is "
         "the range of the replicates' own values: read a firm verdict as 'every replicate shows it, by more "
         "than δ'; without the margin a claim every replicate shows by a hair flips with the float rounding "
-        "of the next CPU."
+        "of the next CPU. An effect measured at a best budget (an interior T*, a degradation past T*) is "
+        "cross-fitted: each replicate's effect is taken at the T* the other replicates choose, so that the "
+        "best of several noisy budgets does not pass for an effect."
     )

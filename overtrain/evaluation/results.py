@@ -10,10 +10,13 @@ from pathlib import Path
 
 
 def checkpoint_labels(checkpoint_dir: str | Path) -> dict:
-    """What every result of a checkpoint carries: its pretraining tokens and, for the
-    controlled study, its pretraining replicate."""
+    """What every result of a checkpoint carries: its pretraining tokens, its parameters (what
+    tokens per parameter divide by) and, for the controlled study, its pretraining replicate."""
+    from overtrain.integrity import parameter_count
+
     meta = json.loads(Path(checkpoint_dir, "meta.json").read_text())
-    return {"tokens": meta["tokens"], "pretrain_seed": meta.get("pretrain_seed")}
+    parameters = meta.get("n_parameters") or parameter_count(checkpoint_dir)
+    return {"tokens": meta["tokens"], "parameters": parameters, "pretrain_seed": meta.get("pretrain_seed")}
 
 
 def runtime_info(model, batch_size: int | str | None) -> dict:
