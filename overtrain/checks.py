@@ -93,6 +93,12 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
             f"analysis.select.task: {select['task']!r} is not evaluated (add it to evaluate, or use 'own': "
             "each fine-tuning task's own validation set)"
         )
+    sharp = config["evaluate"]["sharpness"]
+    if sharp["probes"] and sharp["data"] is None and not any(m["source"] == "pretrain" for m in config["models"].values()):
+        raise ConfigError("evaluate.sharpness.data: held-out pretraining documents are needed (a JSONL of {\"text\"} "
+                          "rows); only a study with a pretrain model has the synthetic corpus's")
+    if sharp["probes"] and sharp["data"] is not None and not Path(basedir, sharp["data"]).is_file():
+        raise ConfigError(f"evaluate.sharpness.data: file {sharp['data']!r} does not exist")
     judge = config["evaluate"]["judge"]
     if judge["enabled"]:
         if "model" not in judge:

@@ -107,13 +107,14 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             n = synthetic_parameters(config, m)
             params.append((name, n, "architecture"))
             seeds, budgets = len(m.get("seeds") or [0]), m["budgets"]
+            passes = 2 if m["optimizer"]["sam_rho"] > 0 else 1  # SAM: a second forward and backward per step
             if m.get("branching") and "pretrain_stable" in rows:
                 # one constant-LR run to the last branch point, then each budget's decay
                 decay = m["optimizer"]["decay_fraction"]
-                rows["pretrain_stable"]["flops"] += 6 * n * seeds * (1 - decay) * max(budgets)
-                rows["pretrain"]["flops"] += 6 * n * seeds * decay * sum(budgets)
+                rows["pretrain_stable"]["flops"] += 6 * n * passes * seeds * (1 - decay) * max(budgets)
+                rows["pretrain"]["flops"] += 6 * n * passes * seeds * decay * sum(budgets)
             elif "pretrain" in rows:
-                rows["pretrain"]["flops"] += 6 * n * seeds * sum(budgets)
+                rows["pretrain"]["flops"] += 6 * n * passes * seeds * sum(budgets)
             if "pretrain" in rows:  # float32 checkpoints
                 rows["pretrain"]["disk_bytes"] += 4 * n * seeds * len(budgets)
             continue
@@ -170,6 +171,12 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
     for rule, k in variants.items():
         if rule in rows:
             rows[rule]["flops"] += 2 * n_model * eval_tokens * k * rows[rule]["jobs"]
+    sharp = ev["sharpness"]
+    if sharp["probes"]:  # per base and fine-tune: a Hessian-vector product ≈ 6 forward passes, SAM ≈ 4
+        tokens = sharp["docs"] * (config["corpus"]["seq_len"] if synthetic else ft["max_length"])
+        for rule in ("evaluate_checkpoint", "evaluate_finetuned"):
+            if rule in rows:
+                rows[rule]["flops"] += 2 * n_model * tokens * (6 * sharp["probes"] + 4) * rows[rule]["jobs"]
     judge = ev["judge"]
     if judge["enabled"]:
         gen_tokens = judge["n_prompts"] * (judge["max_new_tokens"] + 256)

@@ -66,6 +66,13 @@ CORPUS = {
 # What an evaluation reads besides the model, named eval_data_<key> (the job passes each file
 # on by its key: overtrain.evaluation.tasks' data keys, and ft_<task> for a prepared dataset)
 CORPUS_EVAL_DATA = {f"eval_data_{k}": CORPUS[k] for k in STUDY.corpus_eval_files}
+SHARPNESS = config["evaluate"]["sharpness"]
+if SHARPNESS[
+    "probes"
+]:  # its documents: the configured file, else the corpus's held-out text
+    CORPUS_EVAL_DATA["eval_data_sharpness"] = (
+        SHARPNESS["data"] or CORPUS["pretrain_heldout"]
+    )
 
 
 def eval_data(wildcards):

@@ -3,6 +3,8 @@ EVAL_PARAMS = {
     "batch_size": config["evaluate"]["batch_size"],
     "task_data": config["evaluate"]["task_data"],
     "max_gen_toks": config["evaluate"]["max_gen_toks"],
+    "sharpness": SHARPNESS if SHARPNESS["probes"] else None,
+    "sharpness_task": config["evaluate"]["pretrain_task"],
     **MODEL_JOB_PARAMS,
 }
 

@@ -18,12 +18,15 @@ def eval_settings(snakemake, device: str, dtype: str, splits: dict, limit: int |
     from _job import eval_data
 
     from overtrain.evaluation.evaluate import EvalSettings
+    from overtrain.evaluation.sharpness import SharpnessSettings
 
     p = snakemake.params
+    sharp = {k: v for k, v in (p.get("sharpness") or {}).items() if k != "data"}
     return EvalSettings(splits=splits, data_files=eval_data(snakemake), limit=p.limit if limit is None else limit,
                         batch_size=p.batch_size, max_length=p.max_length, task_data=p.task_data,
                         max_gen_toks=p.get("max_gen_toks"), device=device, dtype=dtype,
-                        trust_remote_code=p.get("trust_remote_code", False))
+                        trust_remote_code=p.get("trust_remote_code", False), sharpness=SharpnessSettings(**sharp),
+                        sharpness_task=p.get("sharpness_task", "pretrain"))
 
 
 def finetune_labels(snakemake) -> dict:

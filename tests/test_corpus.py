@@ -79,12 +79,39 @@ def test_no_shift_is_refused():
         corpus.multiple_choice_items(lang, 5, 10, np.random.default_rng(0))
 
 
-def test_save_load_roundtrip(tmp_path):
+def test_the_saved_language_is_what_pretraining_reads_and_no_fine_tuning_task_changes_it(tmp_path):
     lang = corpus.build_language(topics=4, seed=9)
     corpus.save_language(lang, tmp_path / "lang.npz")
     back = corpus.load_language(tmp_path / "lang.npz")
-    assert np.array_equal(back.successors, lang.successors)
-    assert back.ft_source_topic == lang.ft_source_topic
+    assert np.array_equal(back.successors, lang.successors) and back.ft_successors is None
+    other = corpus.build_language(topics=4, seed=9, ft_shift=0.9, ft_task="grammar", ft_topics=2)
+    corpus.save_language(other, tmp_path / "other.npz")
+    assert (tmp_path / "lang.npz").read_bytes() == (tmp_path / "other.npz").read_bytes()
+
+
+def test_the_grammar_task_changes_the_same_rows_of_every_topic_and_trains_on_a_few():
+    """ft_task grammar: ft_shift of all rows follow one new chain in every topic; the rest is each
+    topic's own; training documents come from the ft_topics most frequent topics, held-out ones
+    from all, each tagged with its topic."""
+    lang = corpus.build_language(vocab=32, topics=6, shared=0.25, ft_shift=0.5, seed=3, ft_task="grammar",
+                                 ft_topics=2)
+    changed = lang.ft_shifted_rows
+    assert 0 < changed.sum() < 32
+    for k in range(6):
+        assert np.array_equal(lang.ft_successors[k][~changed], lang.successors[k][~changed])
+        assert np.array_equal(lang.ft_successors[k][changed], lang.ft_successors[0][changed])
+    rng = np.random.default_rng(0)
+    train = corpus.sample_finetune(lang, 200, 12, rng, train=True)
+    held = corpus.sample_finetune(lang, 400, 12, rng)
+    tags = lambda docs: set((docs[:, 2] - len(corpus.SPECIALS)).tolist())  # noqa: E731
+    assert tags(train) <= {0, 1} and len(tags(held)) > 2
+    assert (train[:, 1] == corpus.FT_ID).all()
+    for doc in held[:50]:
+        k, words = int(doc[2]) - len(corpus.SPECIALS), doc[3:] - lang.word_offset
+        for prev, nxt in zip(words[:-1], words[1:]):
+            assert nxt in lang.ft_successors[k][prev]
+    items = corpus.multiple_choice_items(lang, 20, 8, rng)
+    assert all(item["context"].split()[2].startswith("<t") for item in items)
 
 
 def test_tokenizer_roundtrip(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overtrain.analysis import hypotheses
+from overtrain.analysis import hypotheses, statistics
 from overtrain.analysis.tables import METRIC_COLUMNS
 from overtrain.analysis.verdict import MIN_EFFECT, verdict
 
@@ -73,7 +73,7 @@ def test_earlier_t_star_statistic():
     x = np.array(TOKENS)
     small = (np.log2(x) - np.log2(8e5)) ** 2
     large = (np.log2(x) - np.log2(2e5)) ** 2
-    assert hypotheses.earlier(x, small, large) == pytest.approx(2.0)
+    assert statistics.earlier(x, small, large) == pytest.approx(2.0)
     assert verdict(0.1, 0.5, 3) == "supported"
     assert verdict(-0.5, 0.0, 3) == "not supported"
     assert verdict(-0.1, 0.2, 3) == "inconclusive"
@@ -85,9 +85,9 @@ def test_degradation_past_T_star_is_signed():
     not a degenerate [0, 0]; a minimum before the end is evidence for it."""
     x = np.array(TOKENS)
     improving = np.array([3.0, 2.5, 2.2, 2.0, 1.9, 1.85])
-    assert hypotheses.end_worse(x, improving) == pytest.approx(-0.05)
+    assert statistics.end_worse(x, improving) == pytest.approx(-0.05)
     degraded = np.array([3.0, 2.5, 2.2, 2.0, 2.1, 2.3])
-    assert hypotheses.end_worse(x, degraded) == pytest.approx(0.3)
+    assert statistics.end_worse(x, degraded) == pytest.approx(0.3)
     assert verdict(-0.08, -0.02, 3) == "not supported"
     assert verdict(-0.08, 0.02, 3) == "inconclusive"
 
@@ -129,10 +129,24 @@ def test_a_best_budget_effect_is_cross_fitted_so_noise_does_not_pass_for_an_effe
     plain, fitted = [], []
     for _ in range(400):
         values = rng.normal(0.0, 0.05, (len(TOKENS), 5))  # budgets × replicates, no effect
-        plain.append(hypotheses.end_worse(x, values.mean(axis=1)))
-        fitted.append(hypotheses.end_worse.cross_fitted(x, values).mean())
+        plain.append(statistics.end_worse(x, values.mean(axis=1)))
+        fitted.append(statistics.end_worse.cross_fitted(x, values).mean())
     assert np.mean(plain) > 0.02  # the best of 5 noisy budgets
     assert abs(np.mean(fitted)) < 0.005
     # a real degradation is still found, at the T* the others choose
     real = np.stack([[1.0, 0.8, 0.7, 0.6, 0.8, 0.9]] * 3, axis=1) + np.array([0.0, 0.01, 0.02])
-    assert hypotheses.end_worse.cross_fitted(x, real) == pytest.approx([0.3, 0.3, 0.3])
+    assert statistics.end_worse.cross_fitted(x, real) == pytest.approx([0.3, 0.3, 0.3])
+
+
+def test_sharpness_claims_read_the_sharpness_rows():
+    trace = {s: [10.0 * 1.5**i + s for i in range(6)] for s in range(3)}  # +50% per doubling
+    df = table(BASE, {s: [BASE[s][i] + 0.05 * 2**i for i in range(6)] for s in range(3)})
+    sharp = pd.DataFrame(rows(trace, variant="base", metric="hessian_trace"), columns=METRIC_COLUMNS)
+    out = hypotheses.claims(pd.concat([df, sharp.astype(df.dtypes.to_dict())]), n_boot=300)
+    grows = out[out["hypothesis"] == "sharpness grows with pretraining tokens"].iloc[0]
+    assert grows["verdict"] == "supported" and grows["effect"] == pytest.approx(np.log(1.5), rel=0.05)
+    predicts = out[out["hypothesis"] == "sharpness predicts noise sensitivity and forgetting across checkpoints"]
+    assert predicts.iloc[0]["effect"] == pytest.approx(1.0) and predicts.iloc[0]["verdict"] == "supported"
+    none = hypotheses.claims(df, n_boot=50)
+    assert none[none["hypothesis"] == "sharpness grows with pretraining tokens"].iloc[0]["condition"].startswith(
+        "not measured")

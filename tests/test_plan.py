@@ -50,3 +50,14 @@ def test_an_unknown_model_is_said_unknown_not_guessed(micro, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent")
     n, source, size = plan.hub_parameters("nobody/nothing", "main")
     assert (n, source, size) == (None, "unknown", None)
+
+
+def test_the_sharpness_measures_are_counted(micro):
+    jobs = {"evaluate_checkpoint": 2, "evaluate_finetuned": 3}
+    off = {r["rule"]: r["tflop"] for r in plan.plan(micro, jobs, mfu=0.5, peak_tflops=100.0, eval_tokens=1000.0)["rules"]}
+    micro.config["evaluate"]["sharpness"].update(probes=8, docs=10)
+    on = {r["rule"]: r["tflop"] for r in plan.plan(micro, jobs, mfu=0.5, peak_tflops=100.0, eval_tokens=1000.0)["rules"]}
+    n = plan.synthetic_parameters(micro.config, micro.config["models"]["tiny"])
+    per_variant = 2 * n * 10 * micro.config["corpus"]["seq_len"] * (6 * 8 + 4)
+    assert (on["evaluate_finetuned"] - off["evaluate_finetuned"]) * 1e12 == pytest.approx(3 * per_variant)
+    assert (on["evaluate_checkpoint"] - off["evaluate_checkpoint"]) * 1e12 == pytest.approx(2 * per_variant)

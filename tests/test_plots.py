@@ -51,3 +51,19 @@ def test_every_figure_and_table_is_known_to_the_workflow_and_has_a_caption():
         assert (REPO / "report" / f"{name}.rst").exists(), name
     for name in catalog.table_names():
         assert (REPO / "report" / f"table_{name}.rst").exists(), name
+
+
+def test_a_line_has_a_band_only_with_replicates_and_a_measurement_turned_off_says_so(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from overtrain.analysis import drawing
+
+    fig, ax = plt.subplots()
+    one = pd.DataFrame({"tokens": [1, 2], "value": [1.0, 2.0], "pretrain_seed": [0, 0], "seed": [0, 0]})
+    drawing.band(ax, one, "one replicate")
+    assert len(ax.lines) == 1 and not ax.collections  # no interval to draw
+    three = pd.concat([one.assign(pretrain_seed=s, value=one["value"] + s) for s in range(3)])
+    drawing.band(ax, three, "three replicates")
+    assert len(ax.lines) == 2 and len(ax.collections) == 1
+    drawing.nothing_measured([tmp_path / "off.png"], "sharpness is off")
+    assert (tmp_path / "off.png").stat().st_size > 1000

@@ -90,3 +90,21 @@ def test_sharpness_rows_of_a_checkpoint(tiny_study):
     assert all(r["split"] == "pretrain" and r["eval_task"] == "synth_pretrain_ppl" for r in rows)
     again = sharpness.sharpness_rows(model, tok, paths["pretrain_heldout"], settings, "synth_pretrain_ppl", 32)
     assert again == rows  # deterministic
+
+
+def test_the_base_checkpoint_is_measured_and_its_perturbations_are_not(tiny_study, tmp_path):
+    """evaluate_checkpoint adds the sharpness rows to the base variant's result only."""
+    import json
+
+    from overtrain.evaluation import evaluate
+
+    d, paths = tiny_study
+    splits = {"synth_pretrain_ppl": "pretrain"}
+    data = {"pretrain_heldout": paths["pretrain_heldout"], "sharpness": paths["pretrain_heldout"]}
+    settings = evaluate.EvalSettings(splits, data, limit=8, batch_size=8, sharpness_task="synth_pretrain_ppl",
+                                     sharpness=sharpness.SharpnessSettings(probes=2, docs=4))
+    out = {v: tmp_path / f"{v}.json" for v in ("base", "gauss-g0.5-s0")}
+    evaluate.evaluate_checkpoint(out, d / "ckpt", {"model": "m", "ckpt": "c"}, settings)
+    metrics = {v: {r["metric"] for r in json.loads(p.read_text())["rows"]} for v, p in out.items()}
+    assert {"hessian_trace", "sam_rise", "loss"} <= metrics["base"]
+    assert "hessian_trace" not in metrics["gauss-g0.5-s0"] and "loss" in metrics["gauss-g0.5-s0"]

@@ -2,9 +2,8 @@
 
 Every claim is a statistic of curves over pretraining tokens (one curve per replicate: a
 pretraining seed, or a fine-tuning / noise seed where the study has one pretraining run),
-signed so that a positive effect is what the paper claims. The replicates are resampled with
-replacement (the same resample for every curve of a claim) and the statistic recomputed on the
-mean curves; the interval is the central 95% of the resamples.
+signed so that a positive effect is what the paper claims, with its interval over the
+replicates (overtrain.analysis.statistics).
 
 The verdict rule (a margin δ around 0, and why) is overtrain.analysis.verdict's. pandas and
 numpy only.
@@ -18,7 +17,18 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from overtrain.analysis.intervals import N_BOOT, curves, interval, resample_means
+from overtrain.analysis.intervals import N_BOOT
+from overtrain.analysis.statistics import (
+    bootstrap_effect,
+    earlier,
+    end_worse,
+    later,
+    log_slope,
+    mean_gap,
+    rank_correlation,
+    slope,
+    u_depth,
+)
 from overtrain.analysis.tables import increase_over_base, tuned_metrics
 from overtrain.analysis.verdict import MIN_EFFECT, verdict
 from overtrain.config import prompt_formats
@@ -28,96 +38,6 @@ COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "
            "statistic"]
 SPRINGER = "Springer et al. 2025"
 AMURO = "Amuro & Char (Sun & Dredze 2024)"
-
-
-def bootstrap_effect(rows: list[pd.DataFrame], statistic: Callable[..., float], n_boot: int = N_BOOT,
-                     seed: int = 0) -> dict:
-    """Effect and interval of `statistic(tokens, *mean_curves)` over joint resamples of the
-    replicates (the same resample for every curve; a replicate missing a budget is dropped). A
-    statistic that selects a budget (Selected) is cross-fitted instead: see Selected."""
-    wide = [curves(r, dropna=True) for r in rows]
-    if any(c.empty for c in wide):
-        return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
-    tokens = sorted(set.intersection(*(set(c.index) for c in wide)))
-    reps = sorted(set.intersection(*(set(c.columns) for c in wide)))
-    if len(tokens) < 2 or not reps:
-        return {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": len(reps)}
-    mats = [c.loc[tokens, reps].to_numpy(float) for c in wide]
-    x = np.asarray(tokens, float)
-    n = len(reps)
-    rng = np.random.default_rng(seed)
-    if isinstance(statistic, Selected) and n >= 2:
-        per_replicate = statistic.cross_fitted(x, mats[0])
-        lo, hi = interval(resample_means(per_replicate, n_boot, seed))
-        return {"effect": float(np.mean(per_replicate)), "ci_low": lo, "ci_high": hi, "n_seeds": n}
-
-    def at(cols) -> float:
-        return float(statistic(x, *(m[:, cols].mean(axis=1) for m in mats)))
-
-    effect = at(np.arange(n))
-    if n < 2:
-        return {"effect": effect, "ci_low": effect, "ci_high": effect, "n_seeds": n}
-    lo, hi = interval([at(rng.integers(0, n, n)) for _ in range(n_boot)])
-    return {"effect": effect, "ci_low": lo, "ci_high": hi, "n_seeds": n}
-
-
-@dataclass(frozen=True)
-class Selected:
-    """A statistic that selects a budget, T*, and measures a gain there. Selecting the best of
-    several noisy budgets and measuring at it on the same curves is biased upward: on a flat,
-    noisy curve the best budget is best by its noise. So it is cross-fitted: each replicate's gain
-    is measured at the T* the other replicates choose (their mean curve), which its own noise did
-    not pick; the effect is the mean of these per-replicate gains, resampled over replicates. Its
-    expectation is the true gain at an honestly chosen T* (conservative, never inflated)."""
-
-    pick: Callable[[np.ndarray, np.ndarray], int | None]  # T*'s index on a mean curve
-    gain: Callable[[np.ndarray, int], float]  # one curve's statistic at that index
-
-    def __call__(self, x, y) -> float:
-        """The plain statistic on one curve (a study with one replicate: no verdict)."""
-        k = self.pick(x, y)
-        return np.nan if k is None else float(self.gain(y, k))
-
-    def cross_fitted(self, x, values: np.ndarray) -> np.ndarray:
-        """Per replicate (a column of `values`, budgets × replicates): its gain at the T* of the
-        others' mean curve."""
-        n = values.shape[1]
-        out = []
-        for r in range(n):
-            k = self.pick(x, values[:, [c for c in range(n) if c != r]].mean(axis=1))
-            out.append(np.nan if k is None else float(self.gain(values[:, r], k)))
-        return np.asarray(out)
-
-
-# statistics of mean curves (x: tokens) ---------------------------------------------------------
-
-def slope(x, y) -> float:
-    """Change per doubling of pretraining tokens (least squares on log2 tokens)."""
-    finite = np.isfinite(y)
-    return float(np.polyfit(np.log2(x[finite]), y[finite], 1)[0]) if finite.sum() >= 2 else np.nan
-
-
-# how much better the best interior budget is than the better end (> 0: an interior T*)
-u_depth = Selected(pick=lambda x, y: 1 + int(np.argmin(y[1:-1])) if len(y) >= 3 else None,
-                   gain=lambda y, k: min(y[0], y[-1]) - y[k])
-# how much worse the largest budget is than T*, the best earlier budget: > 0 when it degraded past
-# an earlier T*, < 0 by how much it still improved (signed, so that "not supported" is an interval
-# below 0, not a degenerate [0, 0] that one replicate's tie turns into "inconclusive")
-end_worse = Selected(pick=lambda x, y: int(np.argmin(y[:-1])), gain=lambda y, k: y[-1] - y[k])
-
-
-def earlier(x, y_small, y_large) -> float:
-    """log2 T*(small) − log2 T*(large): > 0 when the larger perturbation's T* comes earlier."""
-    return float(np.log2(x[int(np.argmin(y_small))]) - np.log2(x[int(np.argmin(y_large))]))
-
-
-def later(x, y_without, y_with) -> float:
-    return -earlier(x, y_without, y_with)
-
-
-def mean_gap(x, y_a, y_b) -> float:
-    """Mean over budgets of a − b."""
-    return float(np.mean(y_a - y_b))
 
 
 # the claims -----------------------------------------------------------------------------------
@@ -359,6 +279,48 @@ def learning_jumps(e: Evidence) -> list[dict]:
             for (mth, lr), g in jumps.assign(_m=jumps["ft_method"].fillna("full")).groupby(["_m", "lr"])]
 
 
+WATTS = "Watts et al. 2026 (sharpness-aware pretraining)"
+
+
+def _sharpness(e: Evidence, metric: str, variant: str = "base") -> pd.DataFrame:
+    m = e.rows
+    return m[(m["metric"] == metric) & (m["variant"] == variant) & (m["split"] == "pretrain")]
+
+
+def sharpness_grows(e: Evidence) -> list[dict]:
+    """Sharpness of the base checkpoints on held-out pretraining text rises with tokens."""
+    h = "sharpness grows with pretraining tokens"
+    out = []
+    for metric, what in (("hessian_trace", "Hessian trace (Hutchinson)"), ("sam_rise", "SAM rise (ρ-ball)")):
+        rows = _sharpness(e, metric)
+        if not rows.empty:
+            out.append(e.judged(h, WATTS, f"base, {what}", "relative change per doubling of tokens (slope of ln)",
+                                [rows], log_slope))
+    return out or [not_measured(h, WATTS, "evaluate.sharpness.probes is 0")]
+
+
+def sharpness_predicts_sensitivity(e: Evidence) -> list[dict]:
+    """Across checkpoints, the sharper base is the one noise and fine-tuning damage more."""
+    h = "sharpness predicts noise sensitivity and forgetting across checkpoints"
+    sharp = _sharpness(e, "hessian_trace")
+    if sharp.empty:
+        return [not_measured(h, WATTS, "evaluate.sharpness.probes is 0")]
+    out = []
+    noisy = e.perturbed("gaussian")
+    for g in sorted(noisy["gamma"].dropna().unique()):
+        out.append(e.judged(h, WATTS, f"noise γ={g:g}", "Spearman correlation over budgets: Hessian trace vs the "
+                            "pretraining-loss increase under noise", [sharp, increase_over_base(e.rows, noisy[
+                                noisy["gamma"] == g])], rank_correlation))
+    m = e.rows
+    forget = m[(m["metric"] == "forgetting_loss") & (m["split"] == "pretrain") & (m["l2"].fillna(0) == 0)
+               & (m["ft_method"].fillna("full") == "full")]
+    for lr in sorted(forget["lr"].dropna().unique()):
+        out.append(e.judged(h, WATTS, f"forgetting, lr={lr:g}", "Spearman correlation over budgets: Hessian trace "
+                            "vs the pretraining-loss increase after fine-tuning", [sharp, forget[forget["lr"] == lr]],
+                            rank_correlation))
+    return out or [not_measured(h, WATTS, "no noise and no fine-tune on held-out pretraining text")]
+
+
 # Every claim, in the order of hypotheses.csv: a claim is a function (Evidence) -> its rows, or
 # its "not measured" row. Adding a claim is adding a function here and a test.
 CLAIMS: list[Callable[[Evidence], list[dict]]] = [
@@ -375,6 +337,8 @@ CLAIMS: list[Callable[[Evidence], list[dict]]] = [
     pretraining_lowers_prompt_sensitivity,
     later_checkpoints_more_connected,
     learning_jumps,
+    sharpness_grows,
+    sharpness_predicts_sensitivity,
 ]
 
 

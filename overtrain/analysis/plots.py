@@ -12,8 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from overtrain.analysis.formatting import format_tokens  # noqa: E402
-from overtrain.analysis.intervals import replicate_ids, summarize  # noqa: E402
+from overtrain.analysis.drawing import (  # noqa: E402
+    band,
+    dress,
+    empty,
+    finetuned_lines,
+    finish,
+    legend,
+    mark_diverged,
+    model_names,
+    nothing_measured,
+    save,
+)
 from overtrain.analysis.tables import increase_over_base, select  # noqa: E402
 from overtrain.config import prompt_formats  # noqa: E402
 
@@ -38,129 +48,50 @@ def draw_all(tables: dict[str, pd.DataFrame], paths: Callable[[str], list[str | 
         fn(*(tables[i] for i in inputs), paths(name))
 
 
-def _token_axis(ax, tokens) -> None:
-    ticks = sorted(set(int(t) for t in tokens))
-    ax.set_xscale("log")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([format_tokens(t) for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("pretraining tokens")
-    ax.grid(alpha=0.3)
-
-
-def _legend(ax, **kw) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
-
-
-def _save(fig, paths: list[str | Path]) -> None:
-    fig.tight_layout(rect=(0, 0.03, 1, 1))  # room for the replicate note
-    for p in paths:
-        fig.savefig(p, dpi=120, metadata={"CreationDate": None} if str(p).endswith(".pdf") else None)
-    plt.close(fig)
-
-
-def _band(ax, rows: pd.DataFrame, label: str, style: str = "-o", color=None, value: str = "value") -> None:
-    """One line: the mean over replicates vs tokens, with its 95% bootstrap band (none for no rows:
-    a LLaVA task has no base-checkpoint row, for instance)."""
-    if rows.empty:
-        return
-    s = summarize(rows, ["tokens"], value)
-    s = s[np.isfinite(s["mean"].astype(float))]
-    if s.empty:
-        return
-    (line,) = ax.plot(s["tokens"], s["mean"], style, label=label, ms=4, **({"color": color} if color else {}))
-    if (s["n"] > 1).any():
-        ax.fill_between(s["tokens"], s["ci_low"], s["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
-
-
-def _note(fig, rows: pd.DataFrame) -> None:
-    """How many replicates the lines average, under the figure."""
-    if rows.empty:
-        return
-    n = int(replicate_ids(rows).nunique())
-    text = (f"lines: mean over {n} replicates; bands: 95% bootstrap interval" if n > 1
-            else "one replicate (no interval): add pretraining or fine-tuning seeds for bands")
-    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8, color="dimgrey")
-
-
-def _dress(ax, tokens, fontsize: int = 8) -> None:
-    """A panel over pretraining tokens: its axis and its legend."""
-    _token_axis(ax, tokens)
-    _legend(ax, fontsize=fontsize)
-
-
-def _finish(fig, rows: pd.DataFrame, paths: list[str | Path]) -> None:
-    """The replicate note under the figure, then the files."""
-    _note(fig, rows)
-    _save(fig, paths)
-
-
-def _models(df: pd.DataFrame) -> list[str]:
-    return sorted(df["model"].unique())
-
-
 @figure("metrics")
 def noise_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after Gaussian noise vs tokens, one line per γ, plus base."""
     pt = select(metrics, split="pretrain", metric="loss")
-    models = _models(pt)
+    models = model_names(pt)
     if pt.empty or not (pt["perturbation"] == "gaussian").any():
-        return _nothing_measured(paths, "no Gaussian-noise evaluation of held-out pretraining text "
+        return nothing_measured(paths, "no Gaussian-noise evaluation of held-out pretraining text "
                                         "(evaluate.pretrain_loss or perturb.gaussian.gammas is off)")
     fig, axes = plt.subplots(len(models), 2, figsize=(10, 3.8 * len(models) + 0.3), squeeze=False)
     for row, model in zip(axes, models):
         d = pt[pt["model"] == model]
-        _band(row[0], d[d["variant"] == "base"], "base (no noise)", "k-o")
+        band(row[0], d[d["variant"] == "base"], "base (no noise)", "k-o")
         noisy = d[d["perturbation"] == "gaussian"]
         for gamma, g in noisy.groupby("gamma"):
-            _band(row[0], g, f"noise γ={gamma:g}·σ_init")
-            _band(row[1], increase_over_base(d, g), f"γ={gamma:g}·σ_init")
+            band(row[0], g, f"noise γ={gamma:g}·σ_init")
+            band(row[1], increase_over_base(d, g), f"γ={gamma:g}·σ_init")
         row[0].set_ylabel("held-out pretraining loss (nats/token)")
         row[0].set_title(f"{model}: pretraining loss after Gaussian noise")
         row[1].set_ylabel("increase over base (nats/token)")
         row[1].set_yscale("log")
         row[1].set_title(f"{model}: sensitivity to noise")
         for ax in row:
-            _dress(ax, d["tokens"], 8)
-    _finish(fig, pt, paths)
-
-
-def _finetuned_lines(d: pd.DataFrame):
-    """Fine-tuned rows without ℓ2 pull, one group per (method, lr)."""
-    ft = d[(d["variant"] == "finetuned") & (d["l2"].fillna(0) == 0)].copy()
-    ft["line"] = [f"{m if isinstance(m, str) else 'full'}, lr={lr:g}" for m, lr in zip(ft["ft_method"], ft["lr"])]
-    return ft.groupby("line")
-
-
-def _mark_diverged(ax, metrics: pd.DataFrame, model: str) -> None:
-    """An ✕ at the top of the panel where a fine-tune diverged (it has no evaluation)."""
-    from overtrain.analysis.tables import diverged_runs
-
-    d = diverged_runs(metrics[metrics["model"] == model])
-    for (method, lr), g in d.groupby(["ft_method", "lr"]):
-        ax.plot(g["tokens"], [0.97] * len(g), "x", ms=9, mew=2, color="crimson",
-                transform=ax.get_xaxis_transform(), label=f"diverged: {method}, lr={lr:g} (not evaluated)")
+            dress(ax, d["tokens"], 8)
+    finish(fig, pt, paths)
 
 
 @figure("metrics")
 def finetune_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Held-out pretraining loss after fine-tuning vs tokens, one line per learning rate."""
     pt = select(metrics, split="pretrain", metric="loss")
-    models = _models(pt)
+    models = model_names(pt)
     if pt.empty:
-        return _nothing_measured(paths, "no held-out pretraining loss (evaluate.pretrain_loss is off)")
+        return nothing_measured(paths, "no held-out pretraining loss (evaluate.pretrain_loss is off)")
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.3), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = pt[pt["model"] == model]
-        _band(ax, d[d["variant"] == "base"], "base (before fine-tuning)", "k-o")
-        for line, g in _finetuned_lines(d):
-            _band(ax, g, f"fine-tuned {line}")
-        _mark_diverged(ax, metrics, model)
+        band(ax, d[d["variant"] == "base"], "base (before fine-tuning)", "k-o")
+        for line, g in finetuned_lines(d):
+            band(ax, g, f"fine-tuned {line}")
+        mark_diverged(ax, metrics, model)
         ax.set_ylabel("held-out pretraining loss (nats/token)")
         ax.set_title(f"{model}: forgetting after fine-tuning")
-        _dress(ax, d["tokens"], 8)
-    _finish(fig, pt, paths)
+        dress(ax, d["tokens"], 8)
+    finish(fig, pt, paths)
 
 
 @figure("metrics")
@@ -177,53 +108,40 @@ def finetune_task_metric(metrics: pd.DataFrame, paths: list[str | Path]) -> None
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.3), squeeze=False)
     for ax, (model, task, metric) in zip(axes[0], panels):
         d = ident[(ident["model"] == model) & (ident["eval_task"] == task) & (ident["metric"] == metric)]
-        _band(ax, d[d["variant"] == "base"], "base", "k-o")
-        for line, g in _finetuned_lines(d):
-            _band(ax, g, f"fine-tuned {line}")
-        _mark_diverged(ax, metrics, model)
+        band(ax, d[d["variant"] == "base"], "base", "k-o")
+        for line, g in finetuned_lines(d):
+            band(ax, g, f"fine-tuned {line}")
+        mark_diverged(ax, metrics, model)
         unit = "accuracy" if metric == "acc" else "loss (nats/token)"
         ax.set_ylabel(f"{task} {unit}")
         ax.set_title(f"{model}: {task} ({metric})")
         if metric == "acc" and task.startswith("synth_ft_mc"):
             ax.axhline(1 / 4, color="grey", ls=":", label="chance")
-        _dress(ax, d["tokens"], 8)
+        dress(ax, d["tokens"], 8)
     if not panels:
-        _empty(axes[0][0], "no in-distribution tasks evaluated")
-    _finish(fig, ident, paths)
-
-
-def _nothing_measured(paths: list[str | Path], why: str) -> None:
-    """A figure whose measurement the config turned off: one panel that says so."""
-    fig, ax = plt.subplots(figsize=(6.5, 2.5))
-    _empty(ax, why)
-    _save(fig, paths)
-
-
-def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
+        empty(axes[0][0], "no in-distribution tasks evaluated")
+    finish(fig, ident, paths)
 
 
 @figure("metrics")
 def quantization_pretrain_loss(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     """Increase of held-out pretraining loss from round-to-nearest quantization vs tokens."""
     pt = select(metrics, split="pretrain", metric="loss")
-    models = _models(pt) or ["(none)"]
+    models = model_names(pt) or ["(none)"]
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.3), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = pt[pt["model"] == model]
         q = d[d["perturbation"] == "rtn"]
         if q.empty:
-            _empty(ax, "no quantized variants (perturb.quantize.bits)")
+            empty(ax, "no quantized variants (perturb.quantize.bits)")
             continue
         for bits, g in q.groupby("bits"):
-            _band(ax, increase_over_base(d, g), f"RTN int{int(bits)} (per output channel)")
+            band(ax, increase_over_base(d, g), f"RTN int{int(bits)} (per output channel)")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel("pretraining loss increase (nats/token)")
         ax.set_title(f"{model}: sensitivity to weight quantization")
-        _dress(ax, d["tokens"], 8)
-    _finish(fig, pt, paths)
+        dress(ax, d["tokens"], 8)
+    finish(fig, pt, paths)
 
 
 @figure("tuned", "best_lr")
@@ -234,23 +152,23 @@ def tuned_learning_rate(tuned: pd.DataFrame, best: pd.DataFrame, paths: list[str
     ax_lr, ax_id, ax_pt = axes[0]
     if best.empty:
         for ax in axes[0]:
-            _empty(ax, "no learning-rate selection (analysis.select)")
-        _save(fig, paths)
+            empty(ax, "no learning-rate selection (analysis.select)")
+        save(fig, paths)
         return
     for (model, task), g in best.groupby(["model", "ft_task"]):
-        _band(ax_lr, g.assign(value=np.log10(g["lr"])), f"{model} · {task}")
+        band(ax_lr, g.assign(value=np.log10(g["lr"])), f"{model} · {task}")
     ax_lr.set_ylabel("log10 best learning rate (chosen on validation)")
     ax_lr.set_title("optimal learning rate")
     for ax, split, title in ((ax_id, "id", "in-distribution at the tuned rate"),
                              (ax_pt, "pretrain", "held-out pretraining loss at the tuned rate")):
         d = tuned[(tuned["split"] == split) & tuned["metric"].isin(["acc", "loss"])]
         for (model, task, metric), g in d.groupby(["model", "eval_task", "metric"]):
-            _band(ax, g, f"{model} · {task} ({metric})")
+            band(ax, g, f"{model} · {task} ({metric})")
         ax.set_title(title)
         ax.set_ylabel("metric (loss: nats/token)")
     for ax in axes[0]:
-        _dress(ax, best["tokens"], 7)
-    _finish(fig, tuned, paths)
+        dress(ax, best["tokens"], 7)
+    finish(fig, tuned, paths)
 
 
 @figure("finetune_gain", "metrics")
@@ -260,23 +178,23 @@ def finetune_gain(gain: pd.DataFrame, metrics: pd.DataFrame, paths: list[str | P
     ax_gain, ax_forget = axes[0]
     d = gain[gain["split"].isin(["id", "ood"]) & (gain["metric"] == "acc")]
     if d.empty:
-        _empty(ax_gain, "no accuracy tasks")
+        empty(ax_gain, "no accuracy tasks")
     for (model, task, lr), g in d.groupby(["model", "eval_task", "lr"]):
-        _band(ax_gain, g.rename(columns={"gain": "g"}), f"{task}, lr={lr:g}", value="g")
+        band(ax_gain, g.rename(columns={"gain": "g"}), f"{task}, lr={lr:g}", value="g")
     ax_gain.axhline(0, color="grey", lw=0.8)
     ax_gain.set_ylabel("accuracy gain from fine-tuning (fine-tuned − base)")
     ax_gain.set_title("latent improvement revealed by fine-tuning")
     f = metrics[metrics["metric"] == "forgetting_loss"]
     if f.empty:
-        _empty(ax_forget, "no forgetting rows")
+        empty(ax_forget, "no forgetting rows")
     for (task, lr), g in f.groupby(["eval_task", "lr"]):
-        _band(ax_forget, g, f"{task}, lr={lr:g}")
+        band(ax_forget, g, f"{task}, lr={lr:g}")
     ax_forget.set_ylabel("loss increase on tasks not fine-tuned on (nats)")
     ax_forget.set_title("forgetting")
     for ax in axes[0]:
         if ax.has_data():
-            _dress(ax, metrics["tokens"], 7)
-    _finish(fig, f, paths)
+            dress(ax, metrics["tokens"], 7)
+    finish(fig, f, paths)
 
 
 @figure("metrics")
@@ -286,15 +204,37 @@ def prompt_sensitivity(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
     d = metrics[metrics["metric"] == "prompt_spread_acc"]
     d = d[d["variant"].isin(["base", "finetuned"])].copy()
     if d.empty:
-        _empty(ax, "no prompt variants (evaluate.prompt_variants)")
+        empty(ax, "no prompt variants (evaluate.prompt_variants)")
     else:
         d["line"] = d["eval_task"] + ": " + d["variant"] + d["lr"].map(lambda x: "" if pd.isna(x) else f", lr={x:g}")
         for line, g in d.groupby("line"):
-            _band(ax, g, line)
+            band(ax, g, line)
         ax.set_ylabel("accuracy spread across prompt formats (max − min)")
         ax.set_title("prompt sensitivity (training template, instruction, raw input)")
-        _dress(ax, d["tokens"], 7)
-    _finish(fig, d, paths)
+        dress(ax, d["tokens"], 7)
+    finish(fig, d, paths)
+
+
+@figure("metrics")
+def sharpness(metrics: pd.DataFrame, paths: list[str | Path]) -> None:
+    """Sharpness on held-out pretraining text vs tokens: the Hessian's trace (Hutchinson) and the
+    loss rise one SAM step away, for the base checkpoints and after fine-tuning at each rate."""
+    d = metrics[(metrics["split"] == "pretrain") & metrics["metric"].isin(["hessian_trace", "sam_rise"])]
+    if d.empty:
+        return nothing_measured(paths, "no sharpness measures (evaluate.sharpness.probes is 0)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), squeeze=False)
+    for ax, metric, label in ((axes[0][0], "hessian_trace", "Hessian trace of the held-out loss (Hutchinson)"),
+                              (axes[0][1], "sam_rise", "loss rise one SAM step away (nats)")):
+        rows = d[d["metric"] == metric]
+        for model, m in rows.groupby("model"):
+            band(ax, m[m["variant"] == "base"], f"{model}: base", "k-o")
+            for line, g in finetuned_lines(m):
+                band(ax, g, f"{model}: fine-tuned {line}")
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+        dress(ax, rows["tokens"], 7)
+    finish(fig, d, paths)
 
 
 @figure("inflection")
@@ -305,8 +245,8 @@ def t_star_vs_learning_rate(inflection: pd.DataFrame, paths: list[str | Path]) -
     as a band. A filled marker is an interior T*; a hollow one lies at an end of the budgets."""
     at_rate = inflection[inflection["lr"].notna() & (inflection["l2"].fillna(0) == 0)]
     if at_rate.empty:
-        return _nothing_measured(paths, "no fine-tuning learning rates (finetune.learning_rates)")
-    models = _models(at_rate)
+        return nothing_measured(paths, "no fine-tuning learning rates (finetune.learning_rates)")
+    models = model_names(at_rate)
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = at_rate[at_rate["model"] == model]
@@ -335,8 +275,8 @@ def t_star_vs_learning_rate(inflection: pd.DataFrame, paths: list[str | Path]) -
         ax.set_ylabel(f"T* ({unit})")
         ax.set_title(f"{model}: where more pretraining stops helping")
         ax.grid(alpha=0.3)
-        _legend(ax, fontsize=7)
-    _save(fig, paths)
+        legend(ax, fontsize=7)
+    save(fig, paths)
 
 
 @figure("barriers", "soups")
@@ -345,30 +285,30 @@ def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), squeeze=False)
     if barriers.empty:
         for ax in axes[0]:
-            _empty(ax, "no connectivity jobs (connectivity.learning_rates)")
-        _save(fig, paths)
+            empty(ax, "no connectivity jobs (connectivity.learning_rates)")
+        save(fig, paths)
         return
     ax_b, ax_d, ax_s = axes[0]
     for (task, lr), g in barriers[barriers["metric"] == "loss"].groupby(["eval_task", "lr"]):
-        _band(ax_b, g, f"{task}, lr={lr:g}", value="barrier")
+        band(ax_b, g, f"{task}, lr={lr:g}", value="barrier")
     ax_b.axhline(0, color="grey", lw=0.8)
     ax_b.set_ylabel("loss barrier along the linear path (nats)")
     ax_b.set_title("linear mode connectivity of seed pairs")
     for lr, g in barriers[barriers["metric"] == "l2_distance"].groupby("lr"):
-        _band(ax_d, g, f"lr={lr:g}", value="barrier")
+        band(ax_d, g, f"lr={lr:g}", value="barrier")
     ax_d.set_ylabel("L2 distance between fine-tunes")
     ax_d.set_title("how far apart seeds land")
     if soups.empty:
-        _empty(ax_s, "no soups")
+        empty(ax_s, "no soups")
     for (soup, task, metric), g in soups.groupby(["soup", "eval_task", "metric"]):
-        _band(ax_s, g, f"{soup} soup · {task} ({metric})", value="gain")
+        band(ax_s, g, f"{soup} soup · {task} ({metric})", value="gain")
     ax_s.axhline(0, color="grey", lw=0.8)
     ax_s.set_ylabel("soup − best single fine-tune (better is > 0)")
     ax_s.set_title("model soups")
     for ax in axes[0]:
         if ax.has_data():
-            _dress(ax, barriers["tokens"], 7)
-    _finish(fig, barriers, paths)
+            dress(ax, barriers["tokens"], 7)
+    finish(fig, barriers, paths)
 
 
 def theory(table: pd.DataFrame, paths: list[str | Path]) -> None:
@@ -396,5 +336,5 @@ def theory(table: pd.DataFrame, paths: list[str | Path]) -> None:
         ax.set_xlabel("pretraining time τ (gradient-flow units)")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
-        _legend(ax, fontsize=7)
-    _save(fig, paths)
+        legend(ax, fontsize=7)
+    save(fig, paths)

@@ -10,10 +10,11 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from overtrain.evaluation.results import checkpoint_labels, write_result
+from overtrain.evaluation.sharpness import SharpnessSettings, sharpness_rows
 from overtrain.evaluation.tasks import FT_TASK, SYNTHETIC_TASKS, tidy_results, write_task_dir
 
 
@@ -32,10 +33,17 @@ class EvalSettings:
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
+    # evaluate.sharpness, measured on the documents of data_files["sharpness"], labelled with
+    # the pretraining-loss task
+    sharpness: SharpnessSettings = field(default_factory=SharpnessSettings)
+    sharpness_task: str = "pretrain"
 
-    def on(self, splits: dict[str, str]) -> EvalSettings:
-        """The same settings on other tasks."""
-        return replace(self, splits=splits)
+    def sharpness_rows(self, model, tokenizer) -> list[dict]:
+        """The variant's sharpness rows, when evaluate.sharpness is on."""
+        if not self.sharpness.enabled:
+            return []
+        return sharpness_rows(model, tokenizer, self.data_files["sharpness"], self.sharpness, self.sharpness_task,
+                              self.max_length)
 
 
 class Evaluation:
@@ -137,7 +145,7 @@ def evaluate_finetuned(out_json: str | Path, checkpoint_dir: str | Path, finetun
     s = settings
     model, tokenizer = load_variant(checkpoint_dir, finetuned_dir, None, s.trust_remote_code, s.device, s.dtype)
     started = time.perf_counter()
-    rows = evaluate_model(model, tokenizer, s)
+    rows = evaluate_model(model, tokenizer, s) + s.sharpness_rows(model, tokenizer)
     rows += [diverged_row(task, False)] + learning_jump_rows(Path(finetuned_dir, "train_log.csv"), task)
     print(f"[evaluate] {len(s.splits)} tasks in {time.perf_counter() - started:.0f}s", flush=True)
     return write_result(out_json, labels, "ok", model=model, batch_size=s.batch_size, rows=rows)
@@ -174,8 +182,9 @@ def evaluate_checkpoint(outputs: dict[str, str | Path], checkpoint_dir: str | Pa
             perturbation = parse_perturbation(variant)
             apply(model, perturbation)
             variant_labels.update(variant="perturbed", **KINDS[perturbation["kind"]].columns(perturbation))
+        rows = evaluation.rows(tasks) + (s.sharpness_rows(model, tokenizer) if variant == "base" else [])
         write_result(out_json, {**variant_labels, **checkpoint_labels(checkpoint_dir)}, "ok", model=model,
-                     batch_size=s.batch_size, rows=evaluation.rows(tasks))
+                     batch_size=s.batch_size, rows=rows)
         elapsed = time.perf_counter() - started
         print(f"[evaluate] variant {done}/{len(outputs)} {variant}: {len(tasks or s.splits)} tasks; elapsed {elapsed:.0f}s "
               f"eta {elapsed / done * (len(outputs) - done):.0f}s", flush=True)

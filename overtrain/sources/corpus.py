@@ -30,15 +30,26 @@ INSTRUCTION = "predict the next word :"
 
 @dataclass(frozen=True)
 class Language:
-    """Transition tables of the pretraining topics and of the fine-tuning chain."""
+    """Transition tables of the pretraining topics and of the fine-tuning task's chains.
+
+    The fine-tuning task (`task`): "topic" — one chain, `ft_successors` (V, fanout), topic
+    `ft_source_topic` with a fraction of its rows resampled, documents ``<ft> w…``; "grammar" —
+    every topic's own chain with the same fraction of all rows replaced by one new chain shared
+    by all topics, `ft_successors` (K, V, fanout), documents ``<ft> <t_k> w…``, trained on the
+    `ft_topics` most frequent topics and evaluated on all: what fine-tuning must keep is what
+    pretraining knew of the other topics. `ft_shifted_rows` marks the rows that changed. A
+    language loaded from its file (what pretraining reads) has no fine-tuning task.
+    """
 
     topic_prior: np.ndarray  # (K,)
     successors: np.ndarray  # (K, V, fanout) word indices
     weights: np.ndarray  # (K, V, fanout) transition probabilities
-    ft_successors: np.ndarray  # (V, fanout)
-    ft_weights: np.ndarray  # (V, fanout)
-    ft_shifted_rows: np.ndarray  # (V,) bool: rows of the source topic that were resampled
-    ft_source_topic: int
+    ft_successors: np.ndarray | None = None
+    ft_weights: np.ndarray | None = None
+    ft_shifted_rows: np.ndarray | None = None  # (V,) bool
+    ft_source_topic: int = 0
+    task: str = "topic"  # topic | grammar
+    ft_topics: int = 0  # grammar: topics the fine-tuning data covers (0: all)
 
     @property
     def n_words(self) -> int:
@@ -72,8 +83,11 @@ def build_language(
     ft_shift: float = 0.25,
     ft_source_topic: int = 0,
     seed: int = 1234,
+    ft_task: str = "topic",
+    ft_topics: int = 0,
 ) -> Language:
-    """Draw a language from its seed (same seed, same language, on any machine)."""
+    """Draw a language from its seed (same seed, same language, on any machine). The pretraining
+    topics depend only on the first arguments and the seed, not on the fine-tuning task's."""
     if not 0 <= ft_source_topic < topics:
         raise ValueError(f"ft_source_topic={ft_source_topic} must be in [0, {topics})")
     rng = np.random.default_rng(seed)
@@ -94,41 +108,33 @@ def build_language(
     succ, weights = np.stack(succ), np.stack(weights)
 
     ft_rng = np.random.default_rng([seed, 1])
-    ft_s, ft_w = succ[ft_source_topic].copy(), weights[ft_source_topic].copy()
     new_s, new_w = draw_chain(ft_rng)
     shifted = ft_rng.random(vocab) < ft_shift
-    ft_s[shifted], ft_w[shifted] = new_s[shifted], new_w[shifted]
-    return Language(prior / prior.sum(), succ, weights, ft_s, ft_w, shifted, ft_source_topic)
+    if ft_task == "topic":
+        ft_s, ft_w = succ[ft_source_topic].copy(), weights[ft_source_topic].copy()
+        ft_s[shifted], ft_w[shifted] = new_s[shifted], new_w[shifted]
+    elif ft_task == "grammar":
+        ft_s, ft_w = succ.copy(), weights.copy()
+        ft_s[:, shifted], ft_w[:, shifted] = new_s[shifted], new_w[shifted]
+    else:
+        raise ValueError(f"corpus.ft_task: {ft_task!r}; allowed: topic, grammar")
+    return Language(prior / prior.sum(), succ, weights, ft_s, ft_w, shifted, ft_source_topic, ft_task,
+                    min(ft_topics, topics) if ft_topics else topics)
 
 
 def save_language(lang: Language, path: str | Path) -> None:
-    """Store as .npz (plain arrays, loaded without pickle)."""
+    """Store the pretraining topics as .npz (plain arrays, loaded without pickle). The fine-tuning
+    task is not stored: a change of it leaves pretraining's input as it was."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        topic_prior=lang.topic_prior,
-        successors=lang.successors,
-        weights=lang.weights,
-        ft_successors=lang.ft_successors,
-        ft_weights=lang.ft_weights,
-        ft_shifted_rows=lang.ft_shifted_rows,
-        ft_source_topic=np.array(lang.ft_source_topic),
-    )
+    np.savez(tmp, topic_prior=lang.topic_prior, successors=lang.successors, weights=lang.weights)
     tmp.replace(path)
 
 
 def load_language(path: str | Path) -> Language:
+    """The pretraining topics of a saved language (no fine-tuning task)."""
     with np.load(path, allow_pickle=False) as z:
-        return Language(
-            z["topic_prior"],
-            z["successors"],
-            z["weights"],
-            z["ft_successors"],
-            z["ft_weights"],
-            z["ft_shifted_rows"],
-            int(z["ft_source_topic"]),
-        )
+        return Language(z["topic_prior"], z["successors"], z["weights"])
 
 
 def walk(
@@ -158,14 +164,33 @@ def sample_pretrain(lang: Language, n_docs: int, seq_len: int, rng: np.random.Ge
     return np.concatenate([head, words + lang.word_offset], 1)
 
 
-def sample_finetune(lang: Language, n_docs: int, seq_len: int, rng: np.random.Generator) -> np.ndarray:
-    """Token ids ``<bos> <ft> w...`` of shape (n_docs, seq_len)."""
+def sample_finetune(lang: Language, n_docs: int, seq_len: int, rng: np.random.Generator,
+                    train: bool = False) -> np.ndarray:
+    """Token ids of fine-tuning documents, shape (n_docs, seq_len): ``<bos> <ft> w...`` (topic
+    task), or ``<bos> <ft> <t_k> w...`` on topic k's fine-tuning chain (grammar task; k drawn from
+    the topic prior, among the `ft_topics` most frequent ones for training data)."""
+    if lang.task == "topic":
+        start = rng.integers(0, lang.n_words, n_docs)
+        succ = np.broadcast_to(lang.ft_successors, (n_docs, *lang.ft_successors.shape))
+        cum = np.broadcast_to(np.cumsum(lang.ft_weights, -1), succ.shape)
+        words = walk(succ, cum, start, seq_len - 2, rng)
+        head = np.stack([np.full(n_docs, BOS_ID), np.full(n_docs, FT_ID)], 1)
+        return np.concatenate([head, words + lang.word_offset], 1)
+    pool = lang.ft_topics if train else lang.n_topics
+    prior = lang.topic_prior[:pool] / lang.topic_prior[:pool].sum()  # topics are ordered by prior
+    topics = rng.choice(pool, n_docs, p=prior)
     start = rng.integers(0, lang.n_words, n_docs)
-    succ = np.broadcast_to(lang.ft_successors, (n_docs, *lang.ft_successors.shape))
-    cum = np.broadcast_to(np.cumsum(lang.ft_weights, -1), succ.shape)
-    words = walk(succ, cum, start, seq_len - 2, rng)
-    head = np.stack([np.full(n_docs, BOS_ID), np.full(n_docs, FT_ID)], 1)
+    words = walk(lang.ft_successors[topics], np.cumsum(lang.ft_weights, -1)[topics], start, seq_len - 3, rng)
+    head = np.stack([np.full(n_docs, BOS_ID), np.full(n_docs, FT_ID), len(SPECIALS) + topics], 1)
     return np.concatenate([head, words + lang.word_offset], 1)
+
+
+def _ft_chain(lang: Language, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The fine-tuning chain a document follows (successors, weights) and where its words start."""
+    if lang.task == "topic":
+        return lang.ft_successors, lang.ft_weights, 2
+    k = int(doc[2]) - len(SPECIALS)
+    return lang.ft_successors[k], lang.ft_weights[k], 3
 
 
 def pretrain_batch(lang: Language, step: int, batch_size: int, seq_len: int, seed: int) -> np.ndarray:
@@ -202,20 +227,22 @@ def multiple_choice_items(
         raise ValueError("ft_shift is 0: the fine-tuning task has no shifted rows to ask about")
     vocab = lang.token_strings()
     items: list[dict] = []
+    head = 2 if lang.task == "topic" else 3
     while len(items) < n_items:
-        doc = sample_finetune(lang, 1, context_len + 2, rng)[0]
-        words = doc[2:] - lang.word_offset
+        doc = sample_finetune(lang, 1, context_len + head, rng)[0]
+        ft_succ, ft_w, first = _ft_chain(lang, doc)
+        words = doc[first:] - lang.word_offset
         cut = [t for t in range(1, len(words) - 1) if lang.ft_shifted_rows[words[t]]]
         if not cut:
             continue
         t = cut[-1]
         last, gold = int(words[t]), int(words[t + 1])
-        successors = [int(w) for w in lang.ft_successors[last]]
-        weights = dict(zip(successors, lang.ft_weights[last].tolist()))
+        successors = [int(w) for w in ft_succ[last]]
+        weights = dict(zip(successors, ft_w[last].tolist()))
         others = [w for w in successors if w != gold]
         choices = [gold] + [int(w) for w in rng.permutation(others)[:3]]
         order = rng.permutation(len(choices))
-        words_text = to_text(lang, doc[2 : t + 3])
+        words_text = to_text(lang, doc[2 : first + t + 1])  # the topic tag (grammar task), then the words
         items.append(
             {
                 "context": "<bos> <ft> " + words_text,
@@ -264,10 +291,11 @@ def write_task_data(
     docs = sample_finetune(lang, n_eval, seq_len, rng)
     _write_jsonl(paths["ft_heldout"], [{"text": to_text(lang, d)} for d in docs])
     _write_jsonl(paths["ft_mc"], multiple_choice_items(lang, n_eval, seq_len // 3, rng))
-    docs = sample_finetune(lang, n_train, seq_len, rng)
+    docs = sample_finetune(lang, n_train, seq_len, rng, train=True)
     # drawn after the others, so adding it left every other file unchanged
     val_rng = np.random.default_rng([seed, 3])
-    rows = [{"prompt": to_text(lang, d[:3]), "completion": to_text(lang, d[3:])} for d in docs]
+    context = 3 if lang.task == "topic" else 4  # <bos> <ft> [<t_k>] and the first word: no signal
+    rows = [{"prompt": to_text(lang, d[:context]), "completion": to_text(lang, d[context:])} for d in docs]
     _write_jsonl(paths["ft_train"], rows)
     docs = sample_finetune(lang, n_eval, seq_len, val_rng)
     _write_jsonl(paths["ft_val"], [{"text": to_text(lang, d)} for d in docs])

@@ -250,6 +250,7 @@ def run_steps(
     guard: DivergenceGuard = DivergenceGuard(),
     group: Group | None = None,
     label: str = "train",
+    sam_rho: float = 0.0,
 ) -> str | None:
     """Train steps [start, stop); append one log row per step. Returns why the run diverged
     (and stopped early), or None.
@@ -260,6 +261,7 @@ def run_steps(
     gradients are synchronised over the processes once per step (`group.sync`).
     `after_step(lr)` runs after each optimizer step (the ℓ2 pull toward pretrained weights).
     `group` (overtrain.training.distributed): the processes of the run; one by default.
+    `sam_rho` > 0: sharpness-aware minimisation (Foret et al. 2021), twice the compute per step.
     """
     import torch
 
@@ -283,15 +285,23 @@ def run_steps(
         counts = group.all_sum(torch.tensor([float(sum(labelled_tokens(m["labels"]) for m in micros)),
                                              float(sum(int(m["labels"].numel()) for m in micros))]))
         n_targets = max(1.0, float(counts[0]))
-        total = torch.zeros((), dtype=torch.float64)
-        for k, micro in enumerate(micros):
-            with group.sync(model, last=k == len(micros) - 1):
-                with precision.context():
-                    summed = loss_sum(model, micro)
-                # DDP and FSDP average gradients over processes: scale by the world size
-                (summed * (group.world / n_targets)).backward()
-            total += summed.detach().double().cpu()
-        loss = float(group.all_sum(total)) / n_targets
+
+        def backward() -> float:
+            """Gradients of the step's token-mean loss (accumulated over the micro-batches,
+            synchronised once) and the loss itself."""
+            total = torch.zeros((), dtype=torch.float64)
+            for k, micro in enumerate(micros):
+                with group.sync(model, last=k == len(micros) - 1):
+                    with precision.context():
+                        summed = loss_sum(model, micro)
+                    # DDP and FSDP average gradients over processes: scale by the world size
+                    (summed * (group.world / n_targets)).backward()
+                total += summed.detach().double().cpu()
+            return float(group.all_sum(total)) / n_targets
+
+        loss = backward()
+        if sam_rho > 0:  # sharpness-aware: the gradient at the worst point of a ρ-ball, applied here
+            sam_ascent(params, sam_rho, backward, optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")))
         log.append({"step": step, "lr": lr, "loss": loss})
         if (diverged := guard.check(log, grad_norm)) is not None:
@@ -312,6 +322,26 @@ def run_steps(
     if diverged and group.is_main:
         print(f"[{label}] DIVERGED: {diverged}; stopped at step {log[-1]['step']} of {stop}", flush=True)
     return diverged
+
+
+def sam_ascent(params: list, rho: float, backward: Callable[[], float], optimizer) -> None:
+    """Replace the gradients (at θ) by those at θ + ρ·g/‖g‖, the first-order worst point of a
+    ρ-ball (SAM), θ restored: the optimizer step then descends the ball's worst loss."""
+    import torch
+
+    grads = [p.grad for p in params]
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)).item() or 1.0
+    steps = [None if g is None else g * (rho / norm) for g in grads]
+    with torch.no_grad():
+        for p, e in zip(params, steps):
+            if e is not None:
+                p.add_(e)
+    optimizer.zero_grad(set_to_none=True)
+    backward()
+    with torch.no_grad():
+        for p, e in zip(params, steps):
+            if e is not None:
+                p.sub_(e)
 
 
 def log_csv(rows: list[dict], columns: list[str]) -> str:

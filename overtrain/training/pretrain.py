@@ -124,8 +124,8 @@ def pretrain(
         _run_fingerprint(language_path, spec, budget=budget_tokens,
                          branch=file_digest(Path(branch_from) / "state.pt") if branch_from else None),
     )
-    diverged = run_steps(model, opt, micro_batches, lr_for_step, start, total,
-                         grad_clip=opt_cfg["grad_clip"], log=log, resume=resume, label=f"pretrain {budget_tokens}")
+    diverged = run_steps(model, opt, micro_batches, lr_for_step, start, total, grad_clip=opt_cfg["grad_clip"],
+                         log=log, resume=resume, label=f"pretrain {budget_tokens}", sam_rho=opt_cfg.get("sam_rho", 0.0))
     if diverged:
         raise RuntimeError(f"pretraining diverged: {diverged}; lower models.<name>.optimizer.lr")
     for row in log:
@@ -184,7 +184,7 @@ def pretrain_stable(language_path: str | Path, out_dir: str | Path, spec: Pretra
             diverged = run_steps(
                 model, opt, micro_batches,
                 lambda s: learning_rate(s, 10**12, opt_cfg["lr"], "constant", warmup),
-                step, stop, grad_clip=opt_cfg["grad_clip"], log=log, label="pretrain stable",
+                step, stop, grad_clip=opt_cfg["grad_clip"], log=log, label="pretrain stable", sam_rho=opt_cfg.get("sam_rho", 0.0),
             )
             if diverged:
                 raise RuntimeError(f"pretraining diverged: {diverged}; lower models.<name>.optimizer.lr")
