@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from overtrain.config import MULTIMODAL_TASKS, ConfigError, eval_splits, is_multimodal, methods_for
+from overtrain.ids import STABLE_SUFFIX
 
 
 def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = frozenset(),
@@ -115,6 +116,36 @@ def check(config: dict, basedir: str | Path = ".", known_ft_tasks: set[str] = fr
                               "otherwise give a reference model ({repo, revision} or {path})")
     if not names:
         raise ConfigError("models: at least one model is required")
+    _check_pairs(config["models"])
+
+
+def _check_pairs(models: dict) -> None:
+    """Models compared at equal tokens (compare; stable_checkpoints) must be comparable."""
+    for name, m in models.items():
+        key = f"models.{name}"
+        if m.get("stable_checkpoints"):
+            if not m["branching"]:
+                raise ConfigError(f"{key}.stable_checkpoints: the stable run's checkpoints need branching: true "
+                                  "(optimizer.schedule wsd)")
+            if f"{name}{STABLE_SUFFIX}" in models:
+                raise ConfigError(f"{key}.stable_checkpoints: the companion model {name}{STABLE_SUFFIX} would replace "
+                                  "a model of that name; rename it")
+        if not m.get("compare"):
+            continue
+        other = m["compare"]["with"]
+        if other == name or other not in models:
+            raise ConfigError(f"{key}.compare.with: {other!r} is not another model of the study; models: "
+                              f"{sorted(set(models) - {name})}")
+        c = models[other]
+        if m["compare"]["factor"] == "sam":
+            if m["source"] != "pretrain" or c["source"] != "pretrain":
+                raise ConfigError(f"{key}.compare: factor sam compares two models pretrained here (source pretrain)")
+            if not (m["optimizer"]["sam_rho"] > 0 and c["optimizer"]["sam_rho"] == 0):
+                raise ConfigError(f"{key}.compare: factor sam needs optimizer.sam_rho > 0 here and 0 in {other} "
+                                  f"(they are {m['optimizer']['sam_rho']} and {c['optimizer']['sam_rho']})")
+        if m["source"] == c["source"] == "pretrain" and (m["budgets"] != c["budgets"] or m["seeds"] != c["seeds"]):
+            raise ConfigError(f"{key}.compare: budgets and seeds must equal {other}'s (a pair is compared at equal "
+                              "tokens, seed by seed)")
 
 
 def explain_schema_error(config: dict, schema_path: str | Path) -> str:

@@ -35,7 +35,7 @@ def checkpoints(config: dict) -> list[tuple[str, str]]:
     """(model, ckpt) pairs of every checkpoint in the study."""
     out = []
     for name, m in config["models"].items():
-        if m["source"] == "pretrain":
+        if m["source"] in ("pretrain", "stable"):  # stable: a controlled model's stable-run checkpoints
             out += [(name, pretrain_ckpt_id(b, s)) for s in m["seeds"] for b in m["budgets"]]
         elif m["source"] == "local":
             out += [(name, ckpt) for ckpt in m["checkpoints"]]

@@ -14,6 +14,7 @@ TASK = r"[A-Za-z0-9_]+"
 GROUP_PATTERN = rf"(?P<method>{'|'.join(METHODS)})-lr(?P<lr>{NUMBER}?)(?:-l2(?P<l2>{NUMBER}?))?"
 RUN_PATTERN = rf"{GROUP_PATTERN}-s(?P<seed>[0-9]+)"
 CKPT_PATTERN = r"tok(?P<budget>[0-9]+)-s(?P<seed>[0-9]+)"
+STABLE_SUFFIX = "-stable"  # the companion model of a controlled model's stable checkpoints
 
 
 def unnamed(pattern: str, methods: tuple[str, ...] = METHODS) -> str:

@@ -109,14 +109,22 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             seeds, budgets = len(m.get("seeds") or [0]), m["budgets"]
             passes = 2 if m["optimizer"]["sam_rho"] > 0 else 1  # SAM: a second forward and backward per step
             if m.get("branching") and "pretrain_stable" in rows:
-                # one constant-LR run to the last branch point, then each budget's decay
+                # one constant-LR run to the last branch point (to the largest budget when it keeps
+                # stable checkpoints), then each budget's decay
                 decay = m["optimizer"]["decay_fraction"]
-                rows["pretrain_stable"]["flops"] += 6 * n * passes * seeds * (1 - decay) * max(budgets)
+                stable = 1 if m["stable_checkpoints"] else 1 - decay
+                rows["pretrain_stable"]["flops"] += 6 * n * passes * seeds * stable * max(budgets)
                 rows["pretrain"]["flops"] += 6 * n * passes * seeds * decay * sum(budgets)
             elif "pretrain" in rows:
                 rows["pretrain"]["flops"] += 6 * n * passes * seeds * sum(budgets)
             if "pretrain" in rows:  # float32 checkpoints
                 rows["pretrain"]["disk_bytes"] += 4 * n * seeds * len(budgets)
+            continue
+        if m["source"] == "stable":  # the stable run's states: pretrained by its model's jobs
+            n = synthetic_parameters(config, config["models"][m["of"]])
+            params.append((name, n, "architecture"))
+            if "stable_checkpoint" in rows:
+                rows["stable_checkpoint"]["disk_bytes"] += 4 * n * rows["stable_checkpoint"]["jobs"]
             continue
         revisions = m["revisions"] if isinstance(m["revisions"], list) else []
         counts = [hub_parameters(m["repo"], r) for r in revisions] if m["source"] == "hub" else []
@@ -132,7 +140,7 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
         notes.append("parameters unknown for " + ", ".join(p[0] for p in params if p[1] is None)
                      + ": their compute is not counted (fill the HF cache or reach the Hub)")
     # fine-tuning: every example as long as max_length (an upper bound), epochs or steps
-    synthetic = all(m["source"] == "pretrain" for m in config["models"].values())
+    synthetic = all(study.ours(name) for name in config["models"])
     max_len = config["corpus"]["seq_len"] if synthetic else ft["max_length"]
     n_examples = config["corpus"]["ft_train_docs"] if synthetic else ft["n_examples"]
     steps_tokens = (ft["steps"] * ft["batch_size"] if ft["steps"] else ft["epochs"] * n_examples) * max_len

@@ -20,6 +20,7 @@ import yaml
 from overtrain import checks
 from overtrain import config as grid
 from overtrain.evaluation.tasks import SYNTHETIC_TASKS
+from overtrain.ids import STABLE_SUFFIX
 from overtrain.sources import checkpoints as hub
 from overtrain.sources import data as datasets
 
@@ -81,7 +82,29 @@ class Study:
         checks.check(config, basedir, known_ft_tasks=set(datasets.TASKS), specs=specs)
         study = cls(config, Path(basedir), specs)
         study._resolve_hub()
+        study._add_stable_models()
         return study
+
+    def _add_stable_models(self) -> None:
+        """A controlled model with stable_checkpoints gets a companion model, <name>-stable: the
+        stable run's states at its budgets' own tokens (no decay), compared with it at equal
+        tokens (factor annealing)."""
+        models = self.config["models"]
+        for name, m in list(models.items()):
+            if m["source"] == "pretrain" and m["stable_checkpoints"]:
+                models[f"{name}{STABLE_SUFFIX}"] = {"source": "stable", "of": name, "budgets": m["budgets"],
+                                                    "seeds": m["seeds"]}
+
+    @cached_property
+    def pairs(self) -> list[dict]:
+        """Models judged against each other at equal tokens: {factor, treatment, control}."""
+        out = []
+        for name, m in self.config["models"].items():
+            if m.get("compare"):
+                out.append({"factor": m["compare"]["factor"], "treatment": name, "control": m["compare"]["with"]})
+            if m["source"] == "stable":
+                out.append({"factor": "annealing", "treatment": m["of"], "control": name})
+        return out
 
     def _resolve_hub(self) -> None:
         """Hub models: revisions (a selector resolved once) and their commits, pinned in the lock
@@ -212,15 +235,18 @@ class Study:
     def source_of(self, model: str) -> str:
         return self.config["models"][model]["source"]
 
+    def ours(self, model: str) -> bool:
+        """Whether a model is one of the controlled study's (pretrained here, decayed or stable)."""
+        return self.source_of(model) in ("pretrain", "stable")
+
     def eval_max_length(self, model: str) -> int | None:
         """Our tiny models know seq_len tokens; other models use their own context length."""
-        return self.config["corpus"]["seq_len"] if self.source_of(model) == "pretrain" else None
+        return self.config["corpus"]["seq_len"] if self.ours(model) else None
 
     def train_max_length(self, model: str) -> int:
         """Tokens of a fine-tuning sequence (a LLaVA one with its image positions): the tiny
         models' context, else finetune.max_length."""
-        return self.config["corpus"]["seq_len"] if self.source_of(model) == "pretrain" else \
-            self.config["finetune"]["max_length"]
+        return self.config["corpus"]["seq_len"] if self.ours(model) else self.config["finetune"]["max_length"]
 
     def trust_remote_code(self, model: str) -> bool:
         """Whether a model's own code may run (hub and local models; never ours)."""

@@ -56,6 +56,7 @@ rule analyses:
         bootstrap=config["analysis"]["bootstrap"],
         min_effect=config["analysis"]["min_effect"],
         verdict_rule=verdict.rule(config["analysis"]["min_effect"]),
+        pairs=STUDY.pairs,
     script:
         "../scripts/analyses.py"
 

@@ -109,6 +109,47 @@ def model_setting(key):
     return lambda w: config["models"][w.model][key]
 
 
+def pretrain_spec(model, seed):
+    """The pretraining spec of a controlled model's replicate (what the stable run's plan reads)."""
+    from overtrain.training.pretrain import PretrainSpec
+
+    m = config["models"][model]
+    return PretrainSpec.from_config(m, config["corpus"]["seq_len"], replicate=seed)
+
+
+def branch_point(w):
+    """A WSD branch's stable state: the end of its budget's stable segment."""
+    if not config["models"][w.model].get("branching"):
+        return []
+    budget, seed = ids.parse_pretrain_ckpt(w.ckpt)
+    return f"{R}/stable/{w.model}/s{seed}/tok{budget}"
+
+
+def previous_segment(w):
+    """The stable segment a segment continues from (none for the first)."""
+    from overtrain.training import stable
+
+    m = config["models"][w.model]
+    before = stable.previous_segment(
+        pretrain_spec(w.model, int(w.seed)),
+        m["budgets"],
+        w.segment,
+        m["stable_checkpoints"],
+    )
+    return f"{R}/stable/{w.model}/s{w.seed}/{before}" if before else []
+
+
+def stable_snapshot_segment(w):
+    """The stable segment during which the run passes a stable checkpoint's tokens."""
+    from overtrain.training import stable
+
+    parent = config["models"][w.model]["of"]
+    budget, seed = ids.parse_pretrain_ckpt(w.ckpt)
+    m = config["models"][parent]
+    segment = stable.segment_holding(pretrain_spec(parent, seed), m["budgets"], budget)
+    return f"{R}/stable/{parent}/s{seed}/{segment}"
+
+
 def per_model(value_of):
     """A param that depends on the model: the value itself when every model of the study has
     the same one (Snakemake then evaluates nothing per job: planning a 10,000-job grid spends

@@ -2,11 +2,7 @@ rule pretrain:
     input:
         language=CORPUS["language"],
         tokenizer=CORPUS["tokenizer"],
-        stable=lambda w: (
-            f"{R}/stable/{w.model}/s{ids.parse_pretrain_ckpt(w.ckpt)[1]}"
-            if config["models"][w.model].get("branching")
-            else []
-        ),
+        stable=branch_point,
     output:
         directory(CHECKPOINT),
     log:
@@ -40,14 +36,16 @@ rule pretrain:
 rule pretrain_stable:
     input:
         language=CORPUS["language"],
+        previous=previous_segment,
     output:
-        directory(f"{R}/stable/{{model}}/s{{seed}}"),
+        directory(f"{R}/stable/{{model}}/s{{seed}}/{{segment}}"),
     log:
-        f"{LOGS}/pretrain_stable/{{model}}/s{{seed}}.log",
+        f"{LOGS}/pretrain_stable/{{model}}/s{{seed}}/{{segment}}.log",
     benchmark:
-        f"{BENCH}/pretrain_stable/{{model}}/s{{seed}}.tsv"
+        f"{BENCH}/pretrain_stable/{{model}}/s{{seed}}/{{segment}}.tsv"
     wildcard_constraints:
         model=models_with_source("pretrain"),
+        segment=r"tok[0-9]+|end",
     conda:
         "../envs/torch.yaml"
     threads: THREADS
@@ -65,6 +63,34 @@ rule pretrain_stable:
         threads=THREADS,
     script:
         "../scripts/pretrain_stable.py"
+
+
+rule stable_checkpoint:
+    input:
+        segment=stable_snapshot_segment,
+        language=CORPUS["language"],
+        tokenizer=CORPUS["tokenizer"],
+    output:
+        directory(CHECKPOINT),
+    log:
+        f"{LOGS}/stable_checkpoint/{{model}}/{{ckpt}}.log",
+    benchmark:
+        f"{BENCH}/stable_checkpoint/{{model}}/{{ckpt}}.tsv"
+    wildcard_constraints:
+        model=models_with_source("stable"),
+        ckpt=ids.unnamed(ids.CKPT_PATTERN),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=model_resources,
+        runtime=10,
+    params:
+        code=code_version("../scripts/stable_checkpoint.py"),
+        model=lambda w: config["models"][config["models"][w.model]["of"]],
+        seq_len=config["corpus"]["seq_len"],
+    script:
+        "../scripts/stable_checkpoint.py"
 
 
 rule local_checkpoint:

@@ -12,7 +12,7 @@ from overtrain.analysis import analyses, tables  # noqa: E402
 p = snakemake.params
 computed = analyses.compute(pd.read_csv(snakemake.input.metrics),
                             [json.loads(Path(f).read_text()) for f in snakemake.input.connectivity],
-                            p.select, p.bootstrap, p.min_effect)
+                            p.select, p.bootstrap, p.min_effect, p.pairs)
 for name, table in computed.items():
     tables.write_csv(table, snakemake.output[name])
     print(f"{name}: {len(table)} rows")

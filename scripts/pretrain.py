@@ -17,7 +17,7 @@ meta = pretrain.pretrain(
     snakemake.output[0],
     spec,
     budget_tokens=budget,
-    branch_from=f"{snakemake.input.stable}/tok{budget}" if m["branching"] else None,
+    branch_from=snakemake.input.stable if m["branching"] else None,
     pretrain_seed=seed,
 )
 print({k: meta[k] for k in ("tokens", "steps", "warmup_steps", "final_train_loss")})

@@ -47,3 +47,14 @@ def test_no_code_points_at_a_file_outside_the_repository():
     for path in [*REPO.glob("overtrain/**/*.py"), *REPO.glob("scripts/*.py"), *REPO.glob("rules/*.smk"),
                  *REPO.glob("*.yaml"), *REPO.glob("configs/*.yaml"), *REPO.glob("report/*.rst")]:
         assert not outside.search(path.read_text()), path
+
+
+def test_the_readme_describes_every_figure_and_table():
+    """The figure and table names come from the code (overtrain.analysis.catalog); each has a line."""
+    from overtrain.analysis import catalog
+
+    readme = (REPO / "README.md").read_text()
+    for name in catalog.figure_names() + ["theory"]:
+        assert f"- `{name}` —" in readme, name
+    for name in catalog.table_names() + ["theory"]:
+        assert f"| `{name}.csv` |" in readme, name

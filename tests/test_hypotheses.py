@@ -150,3 +150,26 @@ def test_sharpness_claims_read_the_sharpness_rows():
     none = hypotheses.claims(df, n_boot=50)
     assert none[none["hypothesis"] == "sharpness grows with pretraining tokens"].iloc[0]["condition"].startswith(
         "not measured")
+
+
+def test_a_pair_is_judged_on_the_paired_gap_signed_by_its_factor():
+    """Annealed checkpoints that noise damages more than the stable ones at equal tokens support
+    'annealing raises the damage'; SAM claims the opposite sign; a pair without a shared measure
+    says so."""
+    from overtrain.analysis import contrasts
+
+    more = {s: [BASE[s][i] + 0.2 + 0.01 * s for i in range(6)] for s in range(3)}
+    less = {s: [BASE[s][i] + 0.05 for i in range(6)] for s in range(3)}
+    annealed, stable = table(BASE, more).assign(model="tiny"), table(BASE, less).assign(model="tiny-stable")
+    df = pd.concat([annealed, stable], ignore_index=True)
+    out = contrasts.claims(df, [{"factor": "annealing", "treatment": "tiny", "control": "tiny-stable"},
+                                {"factor": "sam", "treatment": "tiny", "control": "tiny-stable"}], n_boot=300)
+    assert list(out.columns) == ["model"] + hypotheses.COLUMNS
+    anneal, sam = out.iloc[0], out.iloc[1]
+    assert anneal["model"] == "tiny vs tiny-stable" and anneal["condition"] == "noise γ=0.1"
+    assert anneal["hypothesis"] == "annealing raises the damage at equal tokens"
+    assert anneal["effect"] == pytest.approx(0.16, abs=1e-9) and anneal["verdict"] == "supported"
+    assert sam["effect"] == pytest.approx(-0.16, abs=1e-9) and sam["verdict"] == "not supported"
+    alone = contrasts.claims(annealed[annealed["variant"] == "base"].assign(model="a").pipe(
+        lambda a: pd.concat([a, a.assign(model="b")])), [{"factor": "sam", "treatment": "a", "control": "b"}])
+    assert alone.iloc[0]["condition"].startswith("not measured") and alone.iloc[0]["verdict"] == "inconclusive"

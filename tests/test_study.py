@@ -1,6 +1,7 @@
 """The Study: the config validated and completed once, and what the workflow derives from it."""
 
 import copy
+import re
 
 import pytest
 from conftest import MICRO, REPO, merge
@@ -60,6 +61,30 @@ def test_a_config_file_without_models_overrides_the_default(tmp_path):
     assert user_config(REPO / "configs" / "micro.yaml", REPO) == MICRO  # models given: complete on its own
 
 
+def test_stable_checkpoints_and_compared_models_make_pairs():
+    """A model with stable_checkpoints gets its companion <name>-stable (the stable run at each
+    budget's tokens), judged against it for annealing; compare adds a named pair."""
+    tiny = MICRO["models"]["tiny"]
+    cfg = merge(MICRO, {"models": {"tiny": {"branching": True, "stable_checkpoints": True},
+                                   "sam": {**tiny, "optimizer": {**tiny["optimizer"], "sam_rho": 0.05},
+                                           "compare": {"with": "tiny", "factor": "sam"}}}})
+    study = load(cfg)
+    assert study.config["models"]["tiny-stable"] == {"source": "stable", "of": "tiny", "budgets": tiny["budgets"],
+                                                     "seeds": tiny["seeds"]}
+    assert ("tiny-stable", "tok8192-s1") in study.checkpoints and study.ours("tiny-stable")
+    assert study.eval_max_length("tiny-stable") == MICRO["corpus"]["seq_len"]
+    assert study.pairs == [{"factor": "sam", "treatment": "sam", "control": "tiny"},
+                           {"factor": "annealing", "treatment": "tiny", "control": "tiny-stable"}]
+    # a pair must be comparable: SAM on one side only, the same budgets and seeds
+    for change, message in (
+        ({"sam": {"optimizer": {"sam_rho": 0.0}}}, "factor sam needs optimizer.sam_rho > 0 here and 0 in tiny"),
+        ({"sam": {"budgets": [8192]}}, "models.sam.compare: budgets and seeds must equal tiny's"),
+        ({"tiny-stable": tiny}, "the companion model tiny-stable would replace a model of that name"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load(merge(cfg, {"models": change}))
+
+
 # A bad value of each kind, and the one-line message that names its key and what is allowed
 BAD = [
     ({"models": {"tiny": {"colour": "red"}}}, "models.tiny: unknown key(s) ['colour']"),
@@ -74,6 +99,9 @@ BAD = [
     ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer', 'seeds']"),
     ({"models": {"tiny": {"budgets": [100]}}}, "models.tiny.budgets: [100] is less than one step"),
     ({"unknown_section": 1}, "<top level>: unknown key(s) ['unknown_section']"),
+    ({"models": {"tiny": {"stable_checkpoints": True}}}, "models.tiny.stable_checkpoints: the stable run's checkpoints need branching: true"),
+    ({"models": {"tiny": {"compare": {"with": "big", "factor": "sam"}}}}, "models.tiny.compare.with: 'big' is not another model of the study; models: []"),
+    ({"models": {"tiny": {"compare": {"with": "tiny", "factor": "ema"}}}}, "models.tiny.compare.factor: 'ema' is not allowed; allowed: ['sam', 'annealing']"),
 ]
 
 

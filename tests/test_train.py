@@ -1,11 +1,12 @@
 import csv
+import json
 
 import pytest
 import torch
 from conftest import TINY_OPT, tiny_finetune, tiny_spec
 from safetensors.torch import load_file
 
-from overtrain.training import pretrain, sft
+from overtrain.training import pretrain, sft, stable
 
 SPEC = tiny_spec(optimizer={**TINY_OPT, "warmup_steps": 100})
 
@@ -36,21 +37,64 @@ def test_pretrain_is_deterministic_and_complete(lang_files, tmp_path):
         assert (tmp_path / "a" / f).exists()
 
 
+def stable_chain(d, root, budgets, snapshots=False, spec=SPEC):
+    """Every segment of the stable run, each continuing from the one before (as the rules chain them)."""
+    previous = None
+    for segment in stable.segments(spec, budgets, snapshots):
+        stable.train_segment(d / "language.npz", root / segment, spec, budgets, segment, previous, snapshots)
+        previous = root / segment
+    return root
+
+
 def test_wsd_branch_equals_separate_run_for_the_smallest_budget(lang_files, tmp_path):
     d, _ = lang_files
     budgets = [256 * 20, 256 * 40]
-    stable = tmp_path / "stable"
-    info = pretrain.pretrain_stable(d / "language.npz", stable, SPEC, budgets)
-    assert info["branch_steps"] == {5120: 16, 10240: 32}
-    meta = run_pretrain(d, tmp_path / "branch", budgets[0], branch_from=stable / "tok5120")
+    assert stable.segments(SPEC, budgets) == {"tok5120": 16, "tok10240": 32}
+    chain = stable_chain(d, tmp_path / "stable", budgets)
+    meta = run_pretrain(d, tmp_path / "branch", budgets[0], branch_from=chain / "tok5120")
     assert meta["branched_at_step"] == 16 and meta["warmup_steps"] == 2
     separate = run_pretrain(d, tmp_path / "separate", budgets[0])  # the same warmup: its own 10%
     assert separate["warmup_steps"] == 2
     wa, wb = weights(tmp_path / "branch"), weights(tmp_path / "separate")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # the large budget branches from the same trajectory, with its own complete decay
-    large = run_pretrain(d, tmp_path / "large", budgets[1], branch_from=stable / "tok10240")
+    large = run_pretrain(d, tmp_path / "large", budgets[1], branch_from=chain / "tok10240")
     assert large["steps"] == 40 and large["branched_at_step"] == 32 and large["warmup_steps"] == 2
+
+
+def test_stable_segments_make_the_continuous_run_and_its_snapshots(lang_files, tmp_path):
+    """A chain of segments ends where the same stable run cut at other points ends, and the stable
+    checkpoint at a budget's tokens is that run's model after those tokens."""
+    from overtrain.sources.corpus import load_language
+
+    d, _ = lang_files
+    budgets = [256 * 20, 256 * 40]
+    assert stable.segments(SPEC, budgets, snapshots=True) == {"tok5120": 16, "tok10240": 32, "end": 40}
+    assert stable.segment_holding(SPEC, budgets, 5120) == "tok10240"  # step 20 lies in (16, 32]
+    assert stable.segment_holding(SPEC, budgets, 10240) == "end"
+    chain = stable_chain(d, tmp_path / "chain", budgets, snapshots=True)
+    assert sorted(p.name for p in chain.iterdir()) == ["end", "tok10240", "tok5120"]
+    assert json.loads((chain / "tok10240" / "meta.json").read_text())["snapshots"] == [5120]
+    steps = [int(r["step"]) for p in ("tok5120", "tok10240", "end") for r in csv.DictReader(open(chain / p / "train_log.csv"))]
+    assert steps == list(range(40))
+    # the same run (the same warmup) cut once, at step 16, and then at 40
+    other = stable_chain(d, tmp_path / "other", [256 * 20, 256 * 50])
+    a = torch.load(chain / "end" / "state.pt", weights_only=True)
+    b = torch.load(other / "tok12800" / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 40 and a["warmup_steps"] == b["warmup_steps"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # the snapshot at 5120 tokens (20 steps) is the run's model after step 20
+    vocab = load_language(d / "language.npz").vocab_size
+    stable.save_snapshot(chain / "tok10240", 5120, d / "tok", tmp_path / "ckpt", SPEC, vocab, 0)
+    early = stable_chain(d, tmp_path / "early", [256 * 20, 256 * 25])  # its second segment ends at step 20
+    ref = torch.load(early / "tok6400" / "state.pt", weights_only=True)
+    assert ref["step"] == 20
+    snap = weights(tmp_path / "ckpt")
+    assert all(torch.equal(snap[k], ref["model"][k]) for k in snap)
+    assert json.loads((tmp_path / "ckpt" / "meta.json").read_text())["phase"] == "stable"
+    # a segment refuses a previous state that does not end where it starts
+    with pytest.raises(ValueError, match="needs the previous segment"):
+        stable.train_segment(d / "language.npz", tmp_path / "x", SPEC, budgets, "tok10240")
 
 
 def test_finetune_deterministic_over_steps(lang_files, tmp_path):

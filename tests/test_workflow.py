@@ -210,10 +210,10 @@ def test_report_bundles_every_figure_and_table(micro_run):
     r = snakemake(work, cfg, "--report", str(report))
     assert r.returncode == 0, r.stderr[-2000:]
     html = report.read_text()
-    for name in ("noise_pretrain_loss.png", "finetune_pretrain_loss.png", "finetune_task_metric.png",
-                 "quantization_pretrain_loss.png", "tuned_learning_rate.png", "finetune_gain.png",
-                 "prompt_sensitivity.png", "connectivity.png", "theory.png", "metrics.csv", "best_lr.csv",
-                 "lr_trend.csv", "tuned.csv", "inflection.csv", "finetune_gain.csv", "barriers.csv", "soups.csv"):
+    from overtrain.analysis import catalog
+
+    for name in [f"{f}.png" for f in catalog.figure_names() + ["theory"]] + \
+            [f"{t}.csv" for t in catalog.table_names() + ["metrics"]]:
         assert name in html, name
     assert "latent improvement" in html  # captions come along
 

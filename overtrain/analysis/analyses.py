@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-from overtrain.analysis import hypotheses, tables
+from overtrain.analysis import contrasts, hypotheses, tables
 
 
 def compute(metrics: pd.DataFrame, connectivity: list[dict], select: dict | None, n_boot: int,
-            min_effect: float) -> dict[str, pd.DataFrame]:
+            min_effect: float, pairs: list[dict] = ()) -> dict[str, pd.DataFrame]:
     """The tables, by name. `select` (analysis.select) chooses each checkpoint's learning rate on
-    validation; without it the tuned-rate tables are empty and the claims that need them say so."""
+    validation; without it the tuned-rate tables are empty and the claims that need them say so.
+    `pairs` (overtrain.study.Study.pairs): models compared at equal tokens, whose claims follow
+    the per-model ones in hypotheses.csv."""
     best = tables.best_learning_rates(metrics, select) if select else pd.DataFrame(columns=tables.RUN_KEYS + ["lr"])
     trend = [{"model": m, "ft_task": t, "ft_method": meth, "l2": l2,
               "trend": tables.lr_trend(g["tokens"].tolist(), g["lr"].tolist())}
              for (m, t, meth, l2), g in best.groupby(["model", "ft_task", "ft_method", "l2"], dropna=False)]
     barriers, soups = tables.connectivity_tables(connectivity)
     chosen = best if select else None
+    claims = hypotheses.claims(metrics, chosen, barriers, n_boot, min_effect)
+    if pairs:
+        claims = pd.concat([claims, contrasts.claims(metrics, list(pairs), n_boot, min_effect)], ignore_index=True)
     return {
-        "hypotheses": hypotheses.claims(metrics, chosen, barriers, n_boot, min_effect),
+        "hypotheses": claims,
         "pretrain_loss": tables.pretrain_loss_by_variant(metrics, n_boot),
         "best_lr": best,
         "lr_trend": pd.DataFrame(trend, columns=["model", "ft_task", "ft_method", "l2", "trend"]),
@@ -29,4 +34,5 @@ def compute(metrics: pd.DataFrame, connectivity: list[dict], select: dict | None
         "finetune_gain": tables.finetune_gain(metrics),
         "barriers": barriers,
         "soups": soups,
+        "contrasts": contrasts.gap_table(metrics, list(pairs), n_boot),
     }

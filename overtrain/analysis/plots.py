@@ -279,6 +279,32 @@ def t_star_vs_learning_rate(inflection: pd.DataFrame, paths: list[str | Path]) -
     save(fig, paths)
 
 
+@figure("contrasts")
+def pair_contrasts(gaps: pd.DataFrame, paths: list[str | Path]) -> None:
+    """Models compared at equal tokens (stable_checkpoints: annealed vs stable; compare: SAM vs
+    plain): the paired gap in each damage measure per budget, signed as the factor is claimed
+    (> 0: annealing raises the damage, SAM lowers it), with its 95% band over seeds."""
+    if gaps.empty:
+        return nothing_measured(paths, "no models compared at equal tokens "
+                                "(models.<name>.stable_checkpoints or models.<name>.compare)")
+    pairs = model_names(gaps)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.5), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        d = gaps[gaps["model"] == pair]
+        for condition, g in d.groupby("condition", sort=True):
+            (line,) = ax.plot(g["tokens"], g["gap"], "-o", ms=4, label=condition)
+            ax.fill_between(g["tokens"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+        ax.axhline(0, color="grey", lw=0.8)
+        factor = d["factor"].iloc[0]
+        claimed = "annealed more damaged" if factor == "annealing" else "SAM less damaged"
+        ax.set_ylabel("paired gap (nats; the trace: ln ratio)")
+        ax.set_title(f"{pair}: > 0 = {claimed}")
+        dress(ax, d["tokens"], 7)
+    fig.text(0.5, 0.005, f"lines: mean over {int(gaps['n_seeds'].max())} pretraining seeds, paired; bands: 95% "
+             "bootstrap interval", ha="center", va="bottom", fontsize=8, color="dimgrey")
+    save(fig, paths)
+
+
 @figure("barriers", "soups")
 def connectivity(barriers: pd.DataFrame, soups: pd.DataFrame, paths: list[str | Path]) -> None:
     """Loss barrier between fine-tunes of different seeds, their distance, and soup gains."""

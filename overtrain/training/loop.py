@@ -67,6 +67,11 @@ def learning_rate(
     raise ValueError(f"unknown schedule {schedule!r}; allowed: wsd, cosine, constant")
 
 
+def steps_for(budget_tokens: int, tokens_per_step: int) -> int:
+    """Optimizer steps of a pretraining budget (at least one)."""
+    return max(1, int(round(budget_tokens / tokens_per_step)))
+
+
 def wsd_decay_start(total_steps: int, decay_fraction: float) -> int:
     return total_steps - int(round(decay_fraction * total_steps))
 
@@ -251,6 +256,7 @@ def run_steps(
     group: Group | None = None,
     label: str = "train",
     sam_rho: float = 0.0,
+    on_step_end: Callable[[int], None] | None = None,
 ) -> str | None:
     """Train steps [start, stop); append one log row per step. Returns why the run diverged
     (and stopped early), or None.
@@ -262,6 +268,7 @@ def run_steps(
     `after_step(lr)` runs after each optimizer step (the ℓ2 pull toward pretrained weights).
     `group` (overtrain.training.distributed): the processes of the run; one by default.
     `sam_rho` > 0: sharpness-aware minimisation (Foret et al. 2021), twice the compute per step.
+    `on_step_end(step)` runs after each step's update (a snapshot of the model, say).
     """
     import torch
 
@@ -311,6 +318,8 @@ def run_steps(
         optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(lr)
+        if on_step_end is not None:
+            on_step_end(step)
         progress.update(step, loss, int(counts[1]))
         if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < stop:
             state = {"step": step + 1, "rng": torch.get_rng_state(), "log": log,

@@ -1,9 +1,8 @@
 """Controlled pretraining of tiny Llama models on the synthetic corpus, one run per token budget,
-or WSD branches: one stable run, each budget's decay branched off it."""
+or WSD branches: each budget's decay branched off the stable run (overtrain.training.stable)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from overtrain.training.loop import (
     make_optimizer,
     resume_dir,
     run_steps,
+    steps_for,
     warmup_steps_for,
     wsd_decay_start,
 )
@@ -39,6 +39,11 @@ class PretrainSpec:
     save_every: int = 0
     threads: int = 1
 
+    def identity(self) -> dict:
+        """What changes a run's numbers (where it saves, and its threads, do not: a resumed run may
+        differ in them)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("save_every", "threads")}
+
     @classmethod
     def from_config(cls, model: dict, seq_len: int, replicate: int = 0, threads: int = 1,
                     save_every: int = 0) -> PretrainSpec:
@@ -57,7 +62,7 @@ class PretrainSpec:
         )
 
 
-def _pretrain_batches(language_path: str | Path, spec: PretrainSpec):
+def batches_of(language_path: str | Path, spec: PretrainSpec):
     import torch
 
     from overtrain.sources.corpus import load_language, pretrain_batch
@@ -100,9 +105,9 @@ def pretrain(
 
     set_threads(spec.threads)
     opt_cfg = spec.optimizer
-    lang, micro_batches = _pretrain_batches(language_path, spec)
+    lang, micro_batches = batches_of(language_path, spec)
     tokens_per_step = spec.batch_size * spec.seq_len
-    total = max(1, int(round(budget_tokens / tokens_per_step)))
+    total = steps_for(budget_tokens, tokens_per_step)
     warmup = warmup_steps_for(total, opt_cfg["warmup_steps"])
     model = make_llama(lang.vocab_size, max_len=spec.seq_len, seed=spec.seed, **spec.architecture)
     opt = make_optimizer(model, opt_cfg["lr"], opt_cfg["weight_decay"], opt_cfg["betas"])
@@ -153,45 +158,3 @@ def pretrain(
     save_model(model, load_tokenizer(tokenizer_dir), out_dir, meta, {"train_log.csv": log_text})
     resume.clear()
     return meta
-
-
-def pretrain_stable(language_path: str | Path, out_dir: str | Path, spec: PretrainSpec, budgets: list[int]) -> dict:
-    """One warmup + constant-LR run, saving model and optimizer state where each budget's decay
-    branch starts (WSD branching). Fewer tokens in total than separate runs, but one serial job.
-    The warmup is the smallest budget's (what a separate run of that budget would use), so every
-    branch point lies after it."""
-    import torch
-
-    from overtrain.atomic import atomic_directory
-    from overtrain.models import make_llama, set_threads
-
-    set_threads(spec.threads)
-    opt_cfg = spec.optimizer
-    lang, micro_batches = _pretrain_batches(language_path, spec)
-    tokens_per_step = spec.batch_size * spec.seq_len
-    totals = {b: max(1, int(round(b / tokens_per_step))) for b in budgets}
-    branch_steps = {b: wsd_decay_start(s, opt_cfg["decay_fraction"]) for b, s in totals.items()}
-    # one warmup for every branch, the smallest budget's (≤ 10% of its run): each branch point
-    # then lies after it
-    warmup = warmup_steps_for(min(totals.values()), opt_cfg["warmup_steps"])
-    model = make_llama(lang.vocab_size, max_len=spec.seq_len, seed=spec.seed, **spec.architecture)
-    opt = make_optimizer(model, opt_cfg["lr"], opt_cfg["weight_decay"], opt_cfg["betas"])
-    log: list[dict] = []
-    step = 0
-    with atomic_directory(out_dir) as tmp:
-        for budget in sorted(budgets):
-            stop = branch_steps[budget]
-            diverged = run_steps(
-                model, opt, micro_batches,
-                lambda s: learning_rate(s, 10**12, opt_cfg["lr"], "constant", warmup),
-                step, stop, grad_clip=opt_cfg["grad_clip"], log=log, label="pretrain stable", sam_rho=opt_cfg.get("sam_rho", 0.0),
-            )
-            if diverged:
-                raise RuntimeError(f"pretraining diverged: {diverged}; lower models.<name>.optimizer.lr")
-            step = stop
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "warmup_steps": warmup}
-            (tmp / f"tok{budget}").mkdir()
-            torch.save(state, tmp / f"tok{budget}" / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps({"branch_steps": branch_steps}, indent=1))
-    return {"branch_steps": branch_steps, "stable_steps": step}
