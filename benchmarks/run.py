@@ -18,6 +18,11 @@ P6  fine-tuning on instruction-like lengths (long-tailed): non-padding tokens/s 
     batches vs plain padded batches (every batch as wide as the longest example) and vs
     randomly ordered batches trimmed to their own longest example.
 P7  the default's verdicts at 1 and 2 threads per job (P1's run and one more).
+P8  the regime study (configs/overtraining.yaml): wall time and per-rule breakdown, as P1.
+
+Peak memory per rule (Snakemake's max_rss) is reported for runs whose jobs start in fresh
+processes (P1's before run): a warm job runs in a fork of the job server, which Snakemake's
+benchmark of the job's own process does not see.
 """
 
 from __future__ import annotations
@@ -88,12 +93,16 @@ def p1_default_study(config: dict | None, keep: Path | None = None) -> dict:
         raise RuntimeError(r.stderr[-2000:])
     bench = work / "results" / config["experiment"] / "benchmarks"
     per_rule: dict[str, list[float]] = {}
+    peak_mb: dict[str, float] = {}
     for f in bench.rglob("*.tsv"):
         rule = f.relative_to(bench).parts[0].removesuffix(".tsv")
         if rule == "evaluate":
             rule = "evaluate_checkpoint" if f.name == "checkpoint.tsv" else "evaluate_finetuned"
-        seconds = float(f.read_text().splitlines()[1].split("\t")[0])
-        per_rule.setdefault(rule, []).append(seconds)
+        header, values = (line.split("\t") for line in f.read_text().splitlines()[:2])
+        row = dict(zip(header, values))
+        per_rule.setdefault(rule, []).append(float(row["s"]))
+        if row.get("max_rss", "NA") not in ("NA", "-"):
+            peak_mb[rule] = max(peak_mb.get(rule, 0.0), float(row["max_rss"]))
     resolved = plan.load_study(str(configfile), REPO / "Snakefile")
     flops = plan.plan(resolved, {k: len(v) for k, v in per_rule.items()}, mfu=1.0, peak_tflops=1.0,
                       eval_tokens=None)["rules"]
@@ -106,7 +115,8 @@ def p1_default_study(config: dict | None, keep: Path | None = None) -> dict:
         "wall_s": wall,
         "jobs": sum(len(v) for v in per_rule.values()),
         "job_seconds": total,
-        "per_rule": {k: {"jobs": len(v), "total_s": sum(v), "mean_s": sum(v) / len(v)} for k, v in sorted(per_rule.items())},
+        "per_rule": {k: {"jobs": len(v), "total_s": sum(v), "mean_s": sum(v) / len(v), "max_rss_mb": peak_mb.get(k)}
+                     for k, v in sorted(per_rule.items())},
         "model_tflop": sum(row["tflop"] for row in flops),
         "warm_jobs": config.get("compute", {}).get("warm_jobs", True),
         "branching": any(m.get("branching") for m in config["models"].values()),
@@ -205,13 +215,17 @@ def markdown(res: dict, smoke: bool) -> str:
             limit = p["model_tflop"] * 1e12 / (2 * res["P2"]["matmul_flops"])
             lines += [f"FLOP limit: {p['model_tflop']:.3g} TFLOP at 2 cores × the 1-thread matmul rate of P2 "
                       f"= {limit:.0f} s, **{100 * limit / p['wall_s']:.0f}%** of the wall time.", ""]
-        lines += ["| rule | jobs | total s | mean s |" + (" before: jobs | total s |" if "P1_before" in res else ""),
-                  "|---|---|---|---|" + ("---|---|" if "P1_before" in res else "")]
+        before = "P1_before" in res
+        lines += ["| rule | jobs | total s | mean s |" + (" before: jobs | total s | peak RSS MB (fresh process) |"
+                                                          if before else ""),
+                  "|---|---|---|---|" + ("---|---|---|" if before else "")]
         for k, v in p["per_rule"].items():
             extra = ""
-            if "P1_before" in res:
+            if before:
                 bv = res["P1_before"]["per_rule"].get(k)
-                extra = f" {bv['jobs']} | {bv['total_s']:.1f} |" if bv else " 0 | 0 |"
+                peak = bv.get("max_rss_mb") if bv else None
+                extra = (f" {bv['jobs']} | {bv['total_s']:.1f} | {peak:.0f} |" if peak else
+                         f" {bv['jobs']} | {bv['total_s']:.1f} | – |") if bv else " 0 | 0 | – |"
             lines.append(f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |{extra}")
         lines.append("")
     lines += throughput.markdown(res)
@@ -232,18 +246,28 @@ def markdown(res: dict, smoke: bool) -> str:
         lines += padding.markdown(res["P6"])
     if "P7" in res:
         lines += verdicts.markdown(res["P7"])
+    if "P8" in res:
+        p = res["P8"]
+        lines += ["## P8 — the regime study (configs/overtraining.yaml)", "",
+                  f"Wall time `snakemake --cores 2 --configfile configs/overtraining.yaml`, from scratch: "
+                  f"**{p['wall_s'] / 60:.1f} min** for {p['jobs']} jobs ({p['job_seconds']:.0f} job-seconds, "
+                  f"{p['model_tflop']:.3g} TFLOP). Its findings: docs/overtraining/findings.md.", "",
+                  "| rule | jobs | total s | mean s |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small, quick versions (CI)")
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7", help="comma-separated subset")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7,P8", help="comma-separated subset")
     ap.add_argument("--merge", action="store_true", help="keep the other sections of the existing results.json")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"))
     ap.add_argument("--keep", help="run P1's default study in this directory and keep its results")
     ap.add_argument("--two-threads", help="P7: bring this run directory (2 threads per job) up to date instead")
     ap.add_argument("--no-before", action="store_true", help="skip P1's run without the speed levers")
+    ap.add_argument("--keep-regime", help="run P8's regime study in this directory and keep its results")
     a = ap.parse_args()
     todo = a.only.split(",")
     res = {}
@@ -264,6 +288,10 @@ def main() -> None:
     if "P7" in todo:
         res["P7"] = verdicts.thread_robustness(snakemake, {1: Path(a.keep) if a.keep else None,
                                           2: Path(a.two_threads) if a.two_threads else None})
+    if "P8" in todo:
+        regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
+        res["P8"] = p1_default_study(
+            {**MICRO, "experiment": "regime-smoke"} if a.smoke else regime, Path(a.keep_regime) if a.keep_regime else None)
     out = Path(a.out)
     if a.merge and out.with_suffix(".json").exists():  # update some sections of an earlier full run
         res = {**json.loads(out.with_suffix(".json").read_text()), **res}

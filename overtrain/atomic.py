@@ -36,7 +36,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    """Strict JSON (no NaN or Infinity: a ValueError names the file; results make their
+    non-finite numbers explicit first, overtrain.evaluation.results.strict)."""
+    try:
+        text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    atomic_write_text(path, text + "\n")
 
 
 def _fsync_tree(root: Path) -> None:

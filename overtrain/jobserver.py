@@ -10,8 +10,10 @@ nothing, so each job still sets its own threads and seeds and the numbers are id
 (tested: byte-identical metrics.csv with and without). Only for local execution (on a cluster
 each job has its own allocation) and CPU studies (a process that initialised CUDA cannot fork).
 
-If the job's process dies (Snakemake kills it, or a SIGKILL), the server kills the child: a
-job never outlives the one Snakemake is waiting for. The server exits when Snakemake does.
+If the job's process dies (Snakemake kills it, or a SIGKILL), the server stops the child: SIGTERM
+first, so a training job saves its resume state (overtrain.training.preemption), and SIGKILL
+after GRACE seconds; a job never outlives the one Snakemake is waiting for by more than that. The
+server exits when Snakemake does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+GRACE = 20.0  # seconds a job has to save its state between SIGTERM and SIGKILL
 ENV = "OVERTRAIN_JOBSERVER"  # the socket path, set for the jobs of a run that has a server
 INSIDE = "OVERTRAIN_IN_JOBSERVER"  # set in a forked job: run, do not delegate again
 LIBRARIES = ("torch", "transformers", "transformers.modeling_utils", "transformers.core_model_loading",
@@ -115,9 +118,20 @@ def _handle(conn: socket.socket) -> None:
             os._exit(0)
         readable, _, _ = select.select([conn], [], [], 0.05)
         if readable and not conn.recv(1, socket.MSG_PEEK):  # the client is gone: so is the job
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            _stop(pid)
             os._exit(0)
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM to the job's process group; SIGKILL if it has not exited after GRACE seconds."""
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 def _warm_up() -> None:

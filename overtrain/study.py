@@ -83,6 +83,7 @@ class Study:
         study = cls(config, Path(basedir), specs)
         study._resolve_hub()
         study._add_stable_models()
+        study._check_matches()
         return study
 
     def _add_stable_models(self) -> None:
@@ -95,13 +96,30 @@ class Study:
                 models[f"{name}{STABLE_SUFFIX}"] = {"source": "stable", "of": name, "budgets": m["budgets"],
                                                     "seeds": m["seeds"]}
 
+    def _check_matches(self) -> None:
+        """compare.match names checkpoints of the two models (hub revisions once resolved)."""
+        ckpts = {}
+        for model, ckpt in self.checkpoints:
+            ckpts.setdefault(model, []).append(ckpt)
+        for name, m in self.config["models"].items():
+            match = (m.get("compare") or {}).get("match") or {}
+            other = m.get("compare", {}).get("with")
+            for mine, theirs in match.items():
+                if mine not in ckpts[name]:
+                    raise grid.ConfigError(f"models.{name}.compare.match: {mine!r} is not a checkpoint of {name}; "
+                                           f"allowed: {ckpts[name]}")
+                if theirs not in ckpts[other]:
+                    raise grid.ConfigError(f"models.{name}.compare.match.{mine}: {theirs!r} is not a checkpoint of "
+                                           f"{other}; allowed: {ckpts[other]}")
+
     @cached_property
     def pairs(self) -> list[dict]:
         """Models judged against each other at equal tokens: {factor, treatment, control}."""
         out = []
         for name, m in self.config["models"].items():
             if m.get("compare"):
-                out.append({"factor": m["compare"]["factor"], "treatment": name, "control": m["compare"]["with"]})
+                out.append({"factor": m["compare"]["factor"], "treatment": name, "control": m["compare"]["with"],
+                            **({"match": m["compare"]["match"]} if m["compare"].get("match") else {})})
             if m["source"] == "stable":
                 out.append({"factor": "annealing", "treatment": m["of"], "control": name})
         return out

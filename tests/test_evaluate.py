@@ -147,3 +147,31 @@ def test_perturbed_variants_are_scored_on_their_tasks_only(tiny_study, tmp_path)
     assert {r["eval_task"] for r in only["gauss-g0.5-s0"]} == {"synth_pretrain_ppl"}
     assert only["base"] == full["base"]
     assert only["gauss-g0.5-s0"] == [r for r in full["gauss-g0.5-s0"] if r["eval_task"] == "synth_pretrain_ppl"]
+
+
+def test_results_are_strict_json_and_read_back_with_their_non_finite_values(tmp_path):
+    """No NaN or Infinity in a result file (a strict parser reads it); each becomes null with its
+    pointer and kind under non_finite, and the reader restores it, so metrics.csv still says inf."""
+    from overtrain.analysis.tables import metrics_table
+    from overtrain.evaluation.results import read_result, write_result
+
+    labels = {"model": "m", "ckpt": "tok1-s0", "tokens": 1, "variant": "base"}
+    rows = [{"split": "pretrain", "eval_task": "p", "metric": "loss", "value": math.inf},
+            {"split": "pretrain", "eval_task": "p", "metric": "word_perplexity", "value": math.nan},
+            {"split": "pretrain", "eval_task": "p", "metric": "acc", "value": 0.5}]
+    write_result(tmp_path / "r.json", labels, "ok", rows=rows, odd={"a/b": [1.0, -math.inf]})
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    raw = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)  # strict
+    assert raw["rows"][0]["value"] is None and raw["rows"][2]["value"] == 0.5
+    assert raw["non_finite"] == {"/rows/0/value": "inf", "/rows/1/value": "nan", "/odd/a~1b/1": "-inf"}
+    back = read_result(tmp_path / "r.json")
+    assert back["rows"][0]["value"] == math.inf and math.isnan(back["rows"][1]["value"])
+    assert back["odd"]["a/b"] == [1.0, -math.inf] and "non_finite" not in back
+    df = metrics_table([tmp_path / "r.json"])
+    assert df.set_index("metric")["value"]["loss"] == math.inf
+    (tmp_path / "old.json").write_text('{"value": NaN}')
+    with pytest.raises(ValueError, match="old.json: NaN is not JSON"):
+        read_result(tmp_path / "old.json")

@@ -166,10 +166,22 @@ def test_a_pair_is_judged_on_the_paired_gap_signed_by_its_factor():
                                 {"factor": "sam", "treatment": "tiny", "control": "tiny-stable"}], n_boot=300)
     assert list(out.columns) == ["model"] + hypotheses.COLUMNS
     anneal, sam = out.iloc[0], out.iloc[1]
-    assert anneal["model"] == "tiny vs tiny-stable" and anneal["condition"] == "noise γ=0.1"
-    assert anneal["hypothesis"] == "annealing raises the damage at equal tokens"
+    assert anneal["model"] == "tiny vs tiny-stable" and anneal["condition"] == "Gaussian noise γ=0.1"
+    assert anneal["hypothesis"] == "annealing raises the damage" and "equal tokens" in anneal["statistic"]
     assert anneal["effect"] == pytest.approx(0.16, abs=1e-9) and anneal["verdict"] == "supported"
     assert sam["effect"] == pytest.approx(-0.16, abs=1e-9) and sam["verdict"] == "not supported"
+    # hub revisions pair as compare.match names them: here each annealed checkpoint with the stable
+    # one of the next budget (tokens differ), the gap then is the one against that checkpoint
+    shifted = {f"tok{int(t)}-s{s}": f"tok{int(TOKENS[i + 1])}-s{s}" for i, t in enumerate(TOKENS[:-1]) for s in range(3)}
+    rising = table(BASE, {s: [BASE[s][i] + 0.05 * i for i in range(6)] for s in range(3)}).assign(model="tiny-stable")
+    df = pd.concat([annealed, rising], ignore_index=True)
+    matched = contrasts.claims(df, [{"factor": "annealing", "treatment": "tiny", "control": "tiny-stable",
+                                     "match": shifted}], n_boot=300).iloc[0]
+    expected = np.mean([0.2 + 0.01 * s - 0.05 * (i + 1) for s in range(3) for i in range(5)])
+    assert matched["effect"] == pytest.approx(expected) and "matched checkpoints" in matched["statistic"]
+    gaps = contrasts.gap_table(df, [{"factor": "annealing", "treatment": "tiny", "control": "tiny-stable",
+                                     "match": shifted}], n_boot=100)
+    assert sorted(gaps["tokens"]) == TOKENS[:-1] and (gaps["n_seeds"] == 3).all()
     alone = contrasts.claims(annealed[annealed["variant"] == "base"].assign(model="a").pipe(
         lambda a: pd.concat([a, a.assign(model="b")])), [{"factor": "sam", "treatment": "a", "control": "b"}])
     assert alone.iloc[0]["condition"].startswith("not measured") and alone.iloc[0]["verdict"] == "inconclusive"

@@ -25,6 +25,13 @@ if sys.argv[2] == "fail":
     raise ValueError("the job failed")
 if sys.argv[2] == "sleep":
     time.sleep(60)
+if sys.argv[2] == "term":  # a training job: on SIGTERM it saves its state, then exits
+    import signal
+    def saved(*_):
+        open(sys.argv[1] + ".saved", "w").write("state")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, saved)
+    time.sleep(60)
 """
 
 
@@ -51,9 +58,9 @@ def client(tmp_path, path, mode):
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    except (ProcessLookupError, FileNotFoundError):  # gone, or going between the two looks
         return False
-    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 def test_a_job_runs_in_the_warm_process_and_its_exit_code_comes_back(server, tmp_path):
@@ -78,6 +85,22 @@ def test_killing_the_job_process_kills_its_warm_child(server, tmp_path):
     while alive(child) and time.time() < deadline:
         time.sleep(0.05)
     assert not alive(child)
+
+
+def test_a_warm_job_whose_process_is_killed_gets_sigterm_first(server, tmp_path):
+    """So that a training job saves its resume state before it goes (then SIGKILL, after GRACE)."""
+    job = client(tmp_path, server, "term")
+    deadline = time.time() + 60
+    while not (tmp_path / "pid").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # its handler is installed
+    child = int((tmp_path / "pid").read_text())
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    deadline = time.time() + 10
+    while alive(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(child) and (tmp_path / "pid.saved").read_text() == "state"
 
 
 def test_without_a_server_the_job_runs_in_its_own_process(tmp_path):

@@ -40,12 +40,11 @@ def test_stable_checkpoints_and_a_sam_pair_are_judged_at_equal_tokens(tmp_path):
     assert set(s["variant"]) == {"base", "perturbed", "finetuned"} and set(s["tokens"]) == {8192, 16384}
     gaps = pd.read_csv(root / "tables" / "contrasts.csv")
     assert set(gaps["model"]) == {"sam vs tiny", "tiny vs tiny-stable"}
-    assert set(gaps["condition"]) == {"noise γ=0.5", "forgetting, lr=0.001", "ln Hessian trace"}
+    assert set(gaps["condition"]) == {"Gaussian noise γ=0.5", "forgetting, lr=0.001", "ln Hessian trace"}
     assert (gaps["n_seeds"] == 2).all() and len(gaps) == 2 * 3 * 2  # pairs × measures × budgets
     hyp = pd.read_csv(root / "tables" / "hypotheses.csv")
     pairs = hyp[hyp["model"].str.contains(" vs ")]
-    assert set(pairs["hypothesis"]) == {"annealing raises the damage at equal tokens",
-                                        "sam lowers the damage at equal tokens"}
+    assert set(pairs["hypothesis"]) == {"annealing raises the damage", "sam lowers the damage"}
     assert (pairs["n_seeds"] == 2).all() and pairs["effect"].notna().all()
     # the stable model has the per-model claims too (does sensitivity grow at a constant rate?)
     assert "progressive sensitivity to Gaussian noise" in set(hyp[hyp["model"] == "tiny-stable"]["hypothesis"])

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -70,3 +71,56 @@ def test_micro_study_through_slurm_with_a_resubmission(cluster, tmp_path, capsys
               f"{out.count('Finished jobid')} finished")
         print(f"[slurm] corpus job, attempt 1 (mem_mb=120): {oom.strip()}")
         print("[slurm] corpus job, attempt 2 (mem_mb=3000): resubmitted by --retries and finished")
+
+
+PREEMPT_BUDGET = 512 * 3000  # 3000 steps of the micro model: long enough to be stopped midway
+
+
+def test_a_requeued_training_job_resumes_where_sigterm_stopped_it(cluster, tmp_path, capsys):
+    """Preemption as a cluster does it: `scontrol requeue` stops the running pretraining job
+    (SIGTERM, then SIGKILL after KillWait) and queues it again under the same job id (the profile
+    submits with --requeue). On SIGTERM the job saves its state, so the requeued run resumes at
+    that step — with no periodic save configured, the state can only come from SIGTERM — and ends
+    identical to an uninterrupted run."""
+    study = {**LEAN, "experiment": "preempt",
+             "models": {"tiny": {**LEAN["models"]["tiny"], "budgets": [PREEMPT_BUDGET], "save_every": 0}}}
+    cfg = tmp_path / "preempt.yaml"
+    cfg.write_text(yaml.safe_dump(study))
+    target = f"results/preempt/checkpoints/tiny/tok{PREEMPT_BUDGET}-s0"
+    log = tmp_path / "results" / "preempt" / "logs" / "pretrain" / "tiny" / f"tok{PREEMPT_BUDGET}-s0.log"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(cfg), "--profile", str(REPO / "profiles" / "slurm"), "--jobs", "2",
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", target]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    jobid, deadline = None, time.time() + 600
+    while jobid is None and time.time() < deadline and run.poll() is None:
+        steps = re.findall(r"step (\d+)/3000", log.read_text()) if log.exists() else []
+        if steps and int(steps[-1]) >= 300:
+            jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
+            jobid = next((line.split()[0] for line in jobs.splitlines() if "rule_pretrain" in line), None)
+        time.sleep(0.2)
+    assert jobid, "the pretraining job was not seen running midway"
+    subprocess.run(["scontrol", "requeue", jobid], check=True)
+    # SLURM holds a requeued job for a while (BeginTime); a real cluster would too. Release it.
+    while run.poll() is None and time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", jobid, "-o", "%T %r"], capture_output=True, text=True).stdout
+        if "PENDING" in state and "BeginTime" in state:
+            subprocess.run(["scontrol", "update", f"jobid={jobid}", "StartTime=now"], check=True)
+            break
+        time.sleep(0.5)
+    out, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, out[-6000:]
+    resumed = re.search(r"resumed at step (\d+)", log.read_text())
+    assert resumed and 300 <= int(resumed[1]) < 3000, log.read_text()[-3000:]
+    # the same job, uninterrupted, on this machine
+    local = tmp_path / "local"
+    local.mkdir()
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(local), "--configfile", str(cfg), "--cores", "2", target],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = (tmp_path / target / "model.safetensors").read_bytes()
+    assert a == (local / target / "model.safetensors").read_bytes()
+    with capsys.disabled():
+        print(f"\n[slurm] pretraining job {jobid} requeued at step ≥ 300 of 3000: it saved on SIGTERM, "
+              f"resumed at step {resumed[1]}, and ended byte-identical to an uninterrupted run")

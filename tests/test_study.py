@@ -80,6 +80,8 @@ def test_stable_checkpoints_and_compared_models_make_pairs():
         ({"sam": {"optimizer": {"sam_rho": 0.0}}}, "factor sam needs optimizer.sam_rho > 0 here and 0 in tiny"),
         ({"sam": {"budgets": [8192]}}, "models.sam.compare: budgets and seeds must equal tiny's"),
         ({"tiny-stable": tiny}, "the companion model tiny-stable would replace a model of that name"),
+        ({"sam": {"compare": {"match": {"tok1-s0": "tok8192-s0"}}}}, "models.sam.compare.match: 'tok1-s0' is not a checkpoint of sam"),
+        ({"sam": {"compare": {"match": {"tok8192-s0": "x"}}}}, "models.sam.compare.match.tok8192-s0: 'x' is not a checkpoint of tiny"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load(merge(cfg, {"models": change}))

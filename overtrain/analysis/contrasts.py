@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from overtrain.analysis.hypotheses import COLUMNS, Evidence, not_measured
-from overtrain.analysis.intervals import N_BOOT, curves, summarize
-from overtrain.analysis.statistics import mean_gap
+from overtrain.analysis.hypotheses import COLUMNS, not_measured
+from overtrain.analysis.intervals import N_BOOT, curves, interval, resample_means, summarize
 from overtrain.analysis.tables import increase_over_base
-from overtrain.analysis.verdict import MIN_EFFECT
+from overtrain.analysis.verdict import MIN_EFFECT, verdict
+from overtrain.perturb import KINDS
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,16 @@ FACTORS = {
 
 def _measures(m: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One model's damage measures on held-out pretraining text, by condition: the loss increase
-    under each Gaussian noise (nats), the forgetting of each fine-tuning rate (full, no ℓ2 pull;
-    nats) and the base checkpoints' ln Hessian trace (a ratio: traces differ by orders of
-    magnitude across budgets)."""
+    under each Gaussian noise and each quantization (nats), the forgetting of each fine-tuning
+    rate (full, no ℓ2 pull; nats) and the base checkpoints' ln Hessian trace (a ratio: traces
+    differ by orders of magnitude across budgets)."""
     pretrain = m[m["split"] == "pretrain"]
     loss = pretrain[pretrain["metric"] == "loss"]
-    noisy = loss[(loss["variant"] == "perturbed") & (loss["perturbation"] == "gaussian")]
-    out = {f"noise γ={g:g}": increase_over_base(m, noisy[noisy["gamma"] == g])
-           for g in sorted(noisy["gamma"].dropna().unique())}
+    out = {}
+    for kind in KINDS.values():
+        rows = loss[(loss["variant"] == "perturbed") & (loss["perturbation"] == kind.name)]
+        out |= {f"{kind.claim} {kind.claim_condition(v)}": increase_over_base(m, rows[rows[kind.parameter] == v])
+                for v in sorted(rows[kind.parameter].dropna().unique())}
     forget = pretrain[(pretrain["metric"] == "forgetting_loss") & (pretrain["l2"].fillna(0) == 0)
                       & (pretrain["ft_method"].fillna("full") == "full")]
     out |= {f"forgetting, lr={lr:g}": forget[forget["lr"] == lr] for lr in sorted(forget["lr"].dropna().unique())}
@@ -71,9 +73,31 @@ GAP_COLUMNS = ["model", "factor", "treatment", "control", "condition", "tokens",
                "gap", "ci_low", "ci_high", "n_seeds"]
 
 
-def _sides(metrics: pd.DataFrame, pair: dict) -> tuple[Factor, dict, dict]:
-    return (FACTORS[pair["factor"]], _measures(metrics[metrics["model"] == pair["treatment"]]),
-            _measures(metrics[metrics["model"] == pair["control"]]))
+def _name(pair: dict) -> str:
+    return f"{pair['treatment']} vs {pair['control']}"
+
+
+def _gaps(metrics: pd.DataFrame, pair: dict):
+    """Per damage measure both models have: (treatment means, control means, the signed gap),
+    each a (tokens × replicate) table of the matched checkpoints. Checkpoints match at equal tokens,
+    or as pair['match'] names them (treatment ckpt → control ckpt: hub revisions, whose tokens
+    differ); the tokens are the treatment's."""
+    factor = FACTORS[pair["factor"]]
+    treated_rows = metrics[metrics["model"] == pair["treatment"]]
+    control_rows = metrics[metrics["model"] == pair["control"]]
+    if pair.get("match"):
+        tokens_of = treated_rows.drop_duplicates("ckpt").set_index("ckpt")["tokens"]
+        treated_rows = treated_rows[treated_rows["ckpt"].isin(list(pair["match"]))]
+        control_rows = control_rows[control_rows["ckpt"].isin(list(pair["match"].values()))]
+        control_rows = control_rows.assign(tokens=control_rows["ckpt"].map(
+            {c: tokens_of.get(t) for t, c in pair["match"].items()}))
+    treated, control = _measures(treated_rows), _measures(control_rows)
+    for condition in (c for c in treated if c in control):
+        t, c = curves(treated[condition], dropna=True), curves(control[condition], dropna=True)
+        tokens, reps = sorted(set(t.index) & set(c.index)), sorted(set(t.columns) & set(c.columns))
+        if tokens and reps:
+            t, c = t.loc[tokens, reps], c.loc[tokens, reps]
+            yield condition, t, c, factor.direction * (t - c)
 
 
 def gap_table(metrics: pd.DataFrame, pairs: list[dict], n_boot: int = N_BOOT) -> pd.DataFrame:
@@ -81,44 +105,39 @@ def gap_table(metrics: pd.DataFrame, pairs: list[dict], n_boot: int = N_BOOT) ->
     factor claims (> 0: what it is claimed to do), with its 95% interval over replicates."""
     out = []
     for pair in pairs:
-        factor, treated, control = _sides(metrics, pair)
-        for condition in (c for c in treated if c in control):
-            t, c = curves(treated[condition], dropna=True), curves(control[condition], dropna=True)
-            tokens = sorted(set(t.index) & set(c.index))
-            reps = sorted(set(t.columns) & set(c.columns))
-            if not tokens or not reps:
-                continue
-            t, c = t.loc[tokens, reps], c.loc[tokens, reps]
-            gap = factor.direction * (t - c)
+        for condition, t, c, gap in _gaps(metrics, pair):
             per = gap.stack().rename("gap").reset_index().rename(columns={"_replicate": "seed"})
             s = summarize(per.assign(pretrain_seed=per["seed"]), ["tokens"], "gap", n_boot)
             out.append(pd.DataFrame({
-                "model": f"{pair['treatment']} vs {pair['control']}", "factor": factor.name,
-                "treatment": pair["treatment"], "control": pair["control"], "condition": condition,
-                "tokens": s["tokens"], "treatment_mean": t.mean(axis=1).to_numpy(),
-                "control_mean": c.mean(axis=1).to_numpy(), "gap": s["mean"], "ci_low": s["ci_low"],
-                "ci_high": s["ci_high"], "n_seeds": s["n"]}))
+                "model": _name(pair), "factor": pair["factor"], "treatment": pair["treatment"],
+                "control": pair["control"], "condition": condition, "tokens": s["tokens"],
+                "treatment_mean": t.mean(axis=1).to_numpy(), "control_mean": c.mean(axis=1).to_numpy(),
+                "gap": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"], "n_seeds": s["n"]}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=GAP_COLUMNS)
 
 
 def claims(metrics: pd.DataFrame, pairs: list[dict], n_boot: int = N_BOOT,
            min_effect: float = MIN_EFFECT) -> pd.DataFrame:
-    """Every pair's claims (overtrain.study.Study.pairs: {factor, treatment, control}), one row
-    per damage measure both models have; the model column names the pair."""
+    """Every pair's claims (overtrain.study.Study.pairs), one row per damage measure both models
+    have: the mean over matched checkpoints of the signed gap, its 95% interval over replicates
+    (each replicate's mean gap, resampled), and the verdict; the model column names the pair."""
     rows = []
     for pair in pairs:
-        factor, treated, control = _sides(metrics, pair)
-        model = f"{pair['treatment']} vs {pair['control']}"
-        e = Evidence(model, metrics[metrics["model"].isin([pair["treatment"], pair["control"]])],
-                     n_boot=n_boot, min_effect=min_effect)
-        h = f"{factor.name} {factor.verb} the damage at equal tokens"
-        shared = [c for c in treated if c in control]
-        if not shared:
-            rows.append({"model": model, **not_measured(h, factor.source, "no damage measure on both models")})
-        first, second = (treated, control) if factor.direction > 0 else (control, treated)
-        gap = "treatment − control" if factor.direction > 0 else "control − treatment"
-        for condition in shared:
-            rows.append({"model": model, **e.judged(h, factor.source, condition,
-                                                    f"mean over budgets of {gap} (paired by pretraining seed)",
-                                                    [first[condition], second[condition]], mean_gap)})
+        factor = FACTORS[pair["factor"]]
+        h = f"{factor.name} {factor.verb} the damage"
+        pairing = "matched checkpoints (compare.match)" if pair.get("match") else "equal tokens"
+        found = False
+        for condition, _, _, gap in _gaps(metrics, pair):
+            found = True
+            per_replicate = gap.mean(axis=0).to_numpy(float)
+            n = len(per_replicate)
+            lo, hi = interval(resample_means(per_replicate, n_boot)) if n > 1 else (np.nan, np.nan)
+            effect = float(per_replicate.mean())
+            rows.append({"model": _name(pair), "hypothesis": h, "source": factor.source, "condition": condition,
+                         "statistic": f"mean over {pairing} of {'treatment − control' if factor.direction > 0 else 'control − treatment'}, "
+                                      "per replicate", "effect": effect, "ci_low": effect if n == 1 else lo,
+                         "ci_high": effect if n == 1 else hi, "min_effect": min_effect, "n_seeds": n,
+                         "verdict": verdict(lo, hi, n, min_effect)})
+        if not found:
+            rows.append({"model": _name(pair), **not_measured(h, factor.source, f"no damage measure on both models at {pairing}")})
     return pd.DataFrame(rows, columns=["model"] + COLUMNS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 from overtrain.analysis.intervals import N_BOOT, interval, summarize
 from overtrain.analysis.intervals import curves as replicate_curves
 from overtrain.config import own_val_task, prompt_formats
+from overtrain.evaluation.results import read_result
 from overtrain.perturb import KINDS
 
 # The contract of tables/metrics.csv (README: Reading the outputs): one row per measurement, in this order.
@@ -113,7 +113,7 @@ def metrics_table(eval_files: list[str | Path]) -> pd.DataFrame:
     `runtime`: CPU-float32 and GPU-bfloat16 numbers differ in more than the last digits)."""
     rows, runtimes = [], {}
     for path in sorted(str(p) for p in eval_files):
-        result = json.loads(Path(path).read_text())
+        result = read_result(path)
         rows += rows_from_eval(result)
         if "runtime" in result:
             where = (result["runtime"]["device"].split(":")[0], result["runtime"]["dtype"])

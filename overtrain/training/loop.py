@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from overtrain.training.distributed import Group
+from overtrain.training.preemption import Preempted, StopRequest
 
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding, <bos>)
 
@@ -282,51 +283,63 @@ def run_steps(
             print(f"resumed at step {start} from {resume.directory}")
     params = [p for p in model.parameters() if p.requires_grad]
     progress = Progress(start, stop, label, enabled=group.is_main)
+
+    def save(at_step: int) -> None:
+        state = {"step": at_step, "rng": torch.get_rng_state(), "log": log, **group.train_state(model, optimizer)}
+        if group.is_main:
+            resume.save(state)
+        group.barrier()
+
     model.train()
     diverged = None
-    for step in range(start, stop):
-        lr = lr_for_step(step)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        micros = [{k: v.to(precision.device) for k, v in m.items()} for m in micro_batches(step)]
-        counts = group.all_sum(torch.tensor([float(sum(labelled_tokens(m["labels"]) for m in micros)),
-                                             float(sum(int(m["labels"].numel()) for m in micros))]))
-        n_targets = max(1.0, float(counts[0]))
+    with StopRequest() if resume is not None else contextlib.nullcontext() as request:
+        for step in range(start, stop):
+            lr = lr_for_step(step)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            micros = [{k: v.to(precision.device) for k, v in m.items()} for m in micro_batches(step)]
+            # the stop request rides on the step's one count reduction: every process stops at the same step
+            counts = group.all_sum(torch.tensor([float(sum(labelled_tokens(m["labels"]) for m in micros)),
+                                                 float(sum(int(m["labels"].numel()) for m in micros)),
+                                                 float(request is not None and request.requested)]))
+            if counts[2] > 0:
+                save(step)
+                stopped = Preempted(step, str(resume.directory))
+                if group.is_main:
+                    print(f"[{label}] {stopped}", flush=True)
+                raise stopped
+            n_targets = max(1.0, float(counts[0]))
 
-        def backward() -> float:
-            """Gradients of the step's token-mean loss (accumulated over the micro-batches,
-            synchronised once) and the loss itself."""
-            total = torch.zeros((), dtype=torch.float64)
-            for k, micro in enumerate(micros):
-                with group.sync(model, last=k == len(micros) - 1):
-                    with precision.context():
-                        summed = loss_sum(model, micro)
-                    # DDP and FSDP average gradients over processes: scale by the world size
-                    (summed * (group.world / n_targets)).backward()
-                total += summed.detach().double().cpu()
-            return float(group.all_sum(total)) / n_targets
+            def backward() -> float:
+                """Gradients of the step's token-mean loss (accumulated over the micro-batches,
+                synchronised once) and the loss itself."""
+                total = torch.zeros((), dtype=torch.float64)
+                for k, micro in enumerate(micros):
+                    with group.sync(model, last=k == len(micros) - 1):
+                        with precision.context():
+                            summed = loss_sum(model, micro)
+                        # DDP and FSDP average gradients over processes: scale by the world size
+                        (summed * (group.world / n_targets)).backward()
+                    total += summed.detach().double().cpu()
+                return float(group.all_sum(total)) / n_targets
 
-        loss = backward()
-        if sam_rho > 0:  # sharpness-aware: the gradient at the worst point of a ρ-ball, applied here
-            sam_ascent(params, sam_rho, backward, optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")))
-        log.append({"step": step, "lr": lr, "loss": loss})
-        if (diverged := guard.check(log, grad_norm)) is not None:
+            loss = backward()
+            if sam_rho > 0:  # sharpness-aware: the gradient at the worst point of a ρ-ball, applied here
+                sam_ascent(params, sam_rho, backward, optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")))
+            log.append({"step": step, "lr": lr, "loss": loss})
+            if (diverged := guard.check(log, grad_norm)) is not None:
+                optimizer.zero_grad(set_to_none=True)
+                break
+            optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            break
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if after_step is not None:
-            after_step(lr)
-        if on_step_end is not None:
-            on_step_end(step)
-        progress.update(step, loss, int(counts[1]))
-        if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < stop:
-            state = {"step": step + 1, "rng": torch.get_rng_state(), "log": log,
-                     **group.train_state(model, optimizer)}
-            if group.is_main:
-                resume.save(state)
-            group.barrier()
+            if after_step is not None:
+                after_step(lr)
+            if on_step_end is not None:
+                on_step_end(step)
+            progress.update(step, loss, int(counts[1]))
+            if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < stop:
+                save(step + 1)
     model.eval()
     if diverged and group.is_main:
         print(f"[{label}] DIVERGED: {diverged}; stopped at step {log[-1]['step']} of {stop}", flush=True)
