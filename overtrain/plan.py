@@ -93,6 +93,22 @@ def synthetic_parameters(config: dict, model: dict) -> float:
     return float(2 * vocab * h + layers * (4 * h * h + 3 * h * f + 2 * h) + h)
 
 
+def prefetch_downloads(study: Study) -> list[dict]:
+    """What the prefetch rule downloads before any compute job (overtrain.evaluation.prefetch).
+    Sizes are not known before the first fetch (the Hub's dataset cards do not give lm-eval's
+    subsets); the prefetch manifest records each one's bytes once fetched."""
+    from overtrain.evaluation import prefetch
+
+    ev = study.config["evaluate"]
+    want = prefetch.wanted(list(study.splits), ev["task_data"], ev["judge"])
+    out = [{"what": f"lm-eval task {t}: its dataset", "size_gb": None} for t in want["tasks"]]
+    out += [{"what": f"NLTK {r}", "size_gb": None} for r in want["nltk"]]
+    if want["alpaca_eval"]:
+        out.append({"what": "AlpacaEval prompts and reference outputs ({}/{})".format(*prefetch.ALPACA_EVAL),
+                    "size_gb": None})
+    return out
+
+
 def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
          eval_tokens: float | None) -> dict:
     """Cost per rule and in total (see the module docstring). `eval_tokens` per evaluated
@@ -209,6 +225,7 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
         total["disk_gb"] += row["disk_gb"]
     return {"experiment": config["experiment"], "parameters": [{"model": p[0], "parameters": p[1], "source": p[2]}
                                                                 for p in params],
+            "prefetch": prefetch_downloads(study),
             "assumptions": {"mfu": mfu, "peak_tflops": peak_tflops, "eval_tokens_per_variant": eval_tokens,
                             "finetune_tokens_per_job": steps_tokens},
             "rules": out_rows, "total": total, "notes": notes}
@@ -238,6 +255,9 @@ def table(result: dict) -> str:
                      f"{r['download_gb']:>13.3g}{r['disk_gb']:>10.3g}")
     t = result["total"]
     lines.append(f"{'total':22}{t['jobs']:>6}{'':>12}{t['gpu_hours']:>26.3g}{t['download_gb']:>13.3g}{t['disk_gb']:>10.3g}")
+    lines += [f"prefetch (a local rule, before any compute job): {d['what']}"
+              + (f", {d['size_gb']:.3g} GB" if d["size_gb"] is not None else " (size: in the manifest once fetched)")
+              for d in result.get("prefetch", [])]
     lines += [f"note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 

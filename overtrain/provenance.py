@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent  # the package directory
 EXEMPT = {
     "overtrain.jobserver": "where a job's process starts (a warm fork or a fresh interpreter); the outputs are "
                            "the same bytes either way (tests/test_workflow.py::test_rerun_from_scratch_is_byte_identical)",
+    "overtrain.offline": "whether a compute job may download: it reads the same prefetched files either way, or "
+                         "fails naming the missing one (tests/test_prefetch.py)",
 }
 VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "datasets", "numpy")
 

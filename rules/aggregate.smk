@@ -97,14 +97,22 @@ rule findings:
 
 
 # what `publish` copies: the default's findings and headline figure to docs/, another
-# experiment's findings and its fine-tuning figures to docs/<experiment>/
+# experiment's findings and its fine-tuning, T* and (where it compares models) pair figures to
+# docs/<experiment>/
 PUBLISHED = (
     {"findings.md": "findings.md", "headline.png": "figures/noise_pretrain_loss.png"}
     if config["experiment"] == "default"
     else {
         "findings.md": "findings.md",
-        "finetune_task_metric.png": "figures/finetune_task_metric.png",
-        "finetune_pretrain_loss.png": "figures/finetune_pretrain_loss.png",
+        **{
+            f"{name}.png": f"figures/{name}.png"
+            for name in (
+                "finetune_task_metric",
+                "finetune_pretrain_loss",
+                "t_star_vs_learning_rate",
+            )
+            + (("pair_contrasts",) if STUDY.pairs else ())
+        },
     }
 )
 PUBLISH_DIR = (

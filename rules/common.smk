@@ -11,6 +11,7 @@ sys.path.insert(0, workflow.basedir)
 from overtrain import config as grid  # noqa: E402
 from overtrain import ids, jobserver, provenance  # noqa: E402
 from overtrain.analysis import catalog, verdict  # noqa: E402
+from overtrain.evaluation import prefetch  # noqa: E402
 from overtrain.study import SCHEMA, Study  # noqa: E402
 
 # The config, validated by Snakemake against the schema (defaults filled), checked beyond it,
@@ -223,6 +224,10 @@ def judge_reference_inputs(wildcards):
     if JUDGE.get("prompts") != "alpaca_eval":
         model = next(iter(config["models"]))
         out["prompts"] = f"{R}/ft_data/{model}/{JUDGE['prompts']}"
+    if PREFETCH[
+        "alpaca_eval"
+    ]:  # the prompts and reference outputs, fetched by the prefetch rule
+        out["prefetched"] = ancient(PREFETCHED)
     return out
 
 

@@ -1,4 +1,13 @@
+# What evaluation downloads (lm-eval tasks' datasets, NLTK data, AlpacaEval prompts), fetched
+# once by a local rule before any evaluation job: compute jobs run offline (scripts/_job.py).
+PREFETCH = prefetch.wanted(
+    list(STUDY.splits), config["evaluate"]["task_data"], config["evaluate"]["judge"]
+)
+PREFETCHED = f"{R}/prefetch/manifest.json" if prefetch.needed(PREFETCH) else []
+NLTK_DATA = f"{R}/prefetch/nltk_data" if PREFETCH["nltk"] else None
+
 EVAL_PARAMS = {
+    "nltk_data": NLTK_DATA,
     "limit": config["evaluate"]["limit"],
     "batch_size": config["evaluate"]["batch_size"],
     "task_data": config["evaluate"]["task_data"],
@@ -9,9 +18,38 @@ EVAL_PARAMS = {
 }
 
 
+if PREFETCHED:
+
+    rule prefetch:
+        output:
+            PREFETCHED,
+        log:
+            f"{LOGS}/prefetch.log",
+        benchmark:
+            f"{BENCH}/prefetch.tsv"
+        localrule: True
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            online=True,
+            code=code_version("../scripts/prefetch.py"),
+            want=PREFETCH,
+            tasks=list(STUDY.splits),
+            task_data=config["evaluate"]["task_data"],
+            nltk_data=f"{R}/prefetch/nltk_data",
+        script:
+            "../scripts/prefetch.py"
+
+
 rule evaluate_checkpoint:
     input:
         unpack(eval_data),
+        # ancient: a refetch (the same files) reruns no evaluation
+        prefetched=ancient(PREFETCHED) if PREFETCHED else [],
         checkpoint=CHECKPOINT,
     output:
         [
@@ -44,6 +82,8 @@ rule evaluate_checkpoint:
 rule evaluate_finetuned:
     input:
         unpack(eval_data),
+        # ancient: a refetch (the same files) reruns no evaluation
+        prefetched=ancient(PREFETCHED) if PREFETCHED else [],
         checkpoint=CHECKPOINT,
         finetuned=FINETUNED,
     output:

@@ -15,6 +15,7 @@ rule finetune_data:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=model_runtime,
     params:
+        online=True,
         code=code_version("../scripts/finetune_data.py"),
         spec=lambda w: STUDY.specs[w.task],
         n_examples=config["finetune"]["n_examples"],

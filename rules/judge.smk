@@ -20,6 +20,7 @@ rule judge_model:
         mem_mb=2000,
         runtime=model_runtime,
     params:
+        online=True,
         code=code_version("../scripts/judge_model.py"),
         source=lambda w: JUDGE[w.role if w.role == "reference" else "model"],
     script:

@@ -12,6 +12,7 @@ rule multimodal_data:
         f"{LOGS}/multimodal_data/{{task}}.log",
     benchmark:
         f"{BENCH}/multimodal_data/{{task}}.tsv"
+    localrule: True
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -19,6 +20,7 @@ rule multimodal_data:
         mem_mb=model_resources,
         runtime=10,
     params:
+        online=True,
         code=code_version("../scripts/multimodal_data.py"),
         data={k: MM[k] for k in ("cells", "cell", "continuation", "noise", "seed", "n")},
         sources=MM.get("data"),
@@ -63,6 +65,7 @@ else:
         conda:
             "../envs/torch.yaml"
         params:
+            online=True,
             code=code_version("../scripts/hub_vision.py"),
             vision=MM["vision"],
         script:

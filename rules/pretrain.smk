@@ -135,6 +135,7 @@ rule hub_checkpoint:
         mem_mb=2000,
         runtime=model_runtime,
     params:
+        online=True,
         code=code_version("../scripts/hub_checkpoint.py"),
         repo=model_setting("repo"),
         tokens=lambda w: STUDY.hub_tokens[(w.model, w.ckpt)],

@@ -11,6 +11,10 @@ def start(snakemake) -> None:
     returncode = jobserver.submit()  # a warm process ran it (local CPU runs), or None: run here
     if returncode is not None:
         sys.exit(returncode)
+    if not snakemake.params.get("online"):  # a compute job: what it reads was fetched before it
+        from overtrain.offline import offline
+
+        offline(snakemake.params.get("nltk_data"))
     if snakemake.log:
         log = open(snakemake.log[0], "w", buffering=1)
         os.dup2(log.fileno(), 1)

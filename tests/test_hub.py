@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import MICRO, REPO, write_config
 
 from overtrain import models
@@ -164,7 +165,11 @@ def test_every_preset_plans_offline_as_the_readme_says(preset, hf_home, tmp_path
     plan = json.loads(r.stdout)
     jobs = {row["rule"]: row["jobs"] for row in plan["rules"]}
     assert jobs["evaluate_checkpoint"] > 0 and plan["total"]["jobs"] == sum(jobs.values())
-    if preset in ("micro.yaml", "multimodal.yaml", "overtraining.yaml"):  # our own tiny pretraining: from the architecture
+    cfg = yaml.safe_load((REPO / "configs" / preset).read_text())
+    fetched = {d["what"] for d in plan["prefetch"]}  # what the prefetch rule downloads before compute jobs
+    assert ("NLTK tokenizers/punkt_tab" in fetched) == ("ifeval" in cfg.get("evaluate", {}).get("id", []))
+    assert ("prefetch" in jobs) == bool(fetched)
+    if all(m["source"] == "pretrain" for m in cfg["models"].values()):  # our own tiny pretraining: from the architecture
         assert plan["parameters"][0]["source"] == "architecture" and plan["total"]["download_gb"] == 0
         return
     assert jobs["hub_checkpoint"] > 0

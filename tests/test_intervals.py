@@ -63,5 +63,10 @@ def test_the_findings_page_states_the_rule_and_prints_every_number_with_its_inte
     assert "| h1 | γ=0.1 | 0.05 [0.03, 0.07] | 3 | **supported** | s |" in page
     assert "not measured: off" in page and "| 125K | 2 [1.9, 2.1] | 2.5 [2.4, 2.6] |" in page
     assert "0.001 ×3" in page and "500K [250K, 500K] | yes" in page
+    # with several models (a pair's claims among them) each claim says whose it is
+    pair = hyp.iloc[:1].assign(model="a vs b")
+    page = findings.render(experiment="x", command="c", code="abc", replicates=3, hypotheses=pd.concat([hyp, pair]),
+                           pretrain_loss=pt, best_lr=best, inflection=infl)
+    assert "| `a vs b` | h1 | γ=0.1 | 0.05 [0.03, 0.07] |" in page and "| `m` | h1 |" in page
     table = findings.verdict_table(hyp)
     assert list(table["verdict"]) == ["supported", "inconclusive"] and table["effect [95% CI]"][1] == "–"

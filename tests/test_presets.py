@@ -1,6 +1,7 @@
 """Every preset, as a miniature (tests/miniatures.py), runs end to end offline on real benchmark
 items and OLMo's / GPT-NeoX's real tokenizers, and produces its tuned-learning-rate ID/OOD table."""
 
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,11 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
         assert (root / "figures" / f"{fig}.png").stat().st_size > 1000
     if "ifeval" in cfg["evaluate"]["id"]:
         assert (tuned["eval_task"] == "ifeval").any()
+        # IFEval's NLTK data came from the prefetch rule: the evaluation jobs (offline) read only
+        # the study's copy
+        manifest = json.loads((root / "prefetch" / "manifest.json").read_text())
+        assert list(manifest["nltk"]) == ["tokenizers/punkt_tab"] and manifest["nltk"]["tokenizers/punkt_tab"]["bytes"] > 0
+        assert (root / "prefetch" / "nltk_data" / "tokenizers" / "punkt_tab" / "english").is_dir()
     if cfg["evaluate"].get("judge", {}).get("enabled"):
         wr = metrics[metrics["eval_task"] == "winrate"]
         assert set(wr["metric"]) == {"win_rate", "lc_win_rate", "mean_length"}

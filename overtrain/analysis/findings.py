@@ -76,9 +76,12 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
         "Verdict rule: " + rule(_margin(hypotheses)),
         "",
     ]
-    rows = [[h["hypothesis"], h["condition"], _ci(h["effect"], h["ci_low"], h["ci_high"], h["n_seeds"]),
-             str(int(h["n_seeds"])), f"**{h['verdict']}**", h["source"]] for _, h in hypotheses.iterrows()]
-    lines += _table(["claim", "condition", "effect [95% CI]", "n", "verdict", "source"], rows)
+    several = hypotheses["model"].nunique() > 1 if "model" in hypotheses else False  # then say whose claim
+    rows = [([f"`{h['model']}`"] if several else []) + [
+        h["hypothesis"], h["condition"], _ci(h["effect"], h["ci_low"], h["ci_high"], h["n_seeds"]),
+        str(int(h["n_seeds"])), f"**{h['verdict']}**", h["source"]] for _, h in hypotheses.iterrows()]
+    lines += _table((["model"] if several else []) + ["claim", "condition", "effect [95% CI]", "n", "verdict",
+                                                      "source"], rows)
     lines += ["", "Effects: " + "; ".join(sorted({f"{h} — {s}" for h, s in
                                                    zip(hypotheses["hypothesis"], hypotheses["statistic"]) if s})), ""]
     if not pretrain_loss.empty:
