@@ -142,6 +142,9 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             if "stable_checkpoint" in rows:
                 rows["stable_checkpoint"]["disk_bytes"] += 4 * n * rows["stable_checkpoint"]["jobs"]
             continue
+        if m["source"] == "results":  # rows read from files: no model job, nothing to count
+            params.append((name, m["parameters"], "config" if m["parameters"] else "not needed (no model job)"))
+            continue
         revisions = m["revisions"] if isinstance(m["revisions"], list) else []
         counts = [hub_parameters(m["repo"], r) for r in revisions] if m["source"] == "hub" else []
         n = next((c[0] for c in counts if c[0]), None)
@@ -152,7 +155,7 @@ def plan(study: Study, jobs: dict[str, int], *, mfu: float, peak_tflops: float,
             rows["hub_checkpoint"]["download_bytes"] += sum(
                 c[2] if c[2] is not None else (c[0] or 0) * dtype_bytes for c in counts)
     n_model = max((p[1] or 0) for p in params) if params else 0
-    if any(p[1] is None for p in params):
+    if any(p[1] is None and not p[2].startswith("not needed") for p in params):
         notes.append("parameters unknown for " + ", ".join(p[0] for p in params if p[1] is None)
                      + ": their compute is not counted (fill the HF cache or reach the Hub)")
     # fine-tuning: every example as long as max_length (an upper bound), epochs or steps

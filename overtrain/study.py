@@ -83,6 +83,7 @@ class Study:
         study = cls(config, Path(basedir), specs)
         study._resolve_hub()
         study._add_stable_models()
+        study._resolve_results()
         study._check_matches()
         return study
 
@@ -95,6 +96,25 @@ class Study:
             if m["source"] == "pretrain" and m["stable_checkpoints"]:
                 models[f"{name}{STABLE_SUFFIX}"] = {"source": "stable", "of": name, "budgets": m["budgets"],
                                                     "seeds": m["seeds"]}
+
+    def _resolve_results(self) -> None:
+        """Results models' files as absolute paths: relative to where Snakemake runs, else to the
+        workflow (the tables shipped in data/); a missing one is an error naming its key."""
+        import glob
+
+        for name, m in self.config["models"].items():
+            if m["source"] != "results":
+                continue
+            if not m["tables"] and not m["lm_eval"]:
+                raise grid.ConfigError(f"models.{name}: a results model needs tables or lm_eval files")
+            for key, entries in (("tables", m["tables"]), ("lm_eval", m["lm_eval"])):
+                for i, entry in enumerate(entries):
+                    found = next((str(Path(root, entry["path"]).resolve()) for root in (Path.cwd(), self.basedir)
+                                  if glob.glob(str(Path(root, entry["path"])))), None)
+                    if found is None:
+                        raise grid.ConfigError(f"models.{name}.{key}[{i}].path: {entry['path']!r} matches no file "
+                                               f"(here or in {self.basedir})")
+                    entry["path"] = found
 
     def _check_matches(self) -> None:
         """compare.match names checkpoints of the two models (hub revisions once resolved)."""

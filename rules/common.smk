@@ -1,3 +1,4 @@
+import glob
 import math
 import os
 import re
@@ -202,6 +203,12 @@ def eval_files():
             for task, run in STUDY.grid_runs
         ]
         out += [f"{d}/mm-{task}-{run}.json" for task, run in STUDY.multimodal_runs]
+    # evaluations done elsewhere (source results), one file per model
+    out += [
+        f"{R}/evals/{m}/imported.json"
+        for m in config["models"]
+        if STUDY.source_of(m) == "results"
+    ]
     return out
 
 

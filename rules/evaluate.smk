@@ -45,6 +45,38 @@ if PREFETCHED:
             "../scripts/prefetch.py"
 
 
+rule import_results:
+    """A model whose rows come from evaluations done elsewhere (source results)."""
+    input:
+        lambda w: [t["path"] for t in config["models"][w.model]["tables"]]
+        + [
+            f
+            for e in config["models"][w.model]["lm_eval"]
+            for f in sorted(glob.glob(e["path"]))
+        ],
+    output:
+        f"{R}/evals/{{model}}/imported.json",
+    log:
+        f"{LOGS}/import_results/{{model}}.log",
+    benchmark:
+        f"{BENCH}/import_results/{{model}}.tsv"
+    wildcard_constraints:
+        model=models_with_source("results"),
+    localrule: True
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        code=code_version("../scripts/import_results.py"),
+        model=lambda w: config["models"][w.model],
+        splits=STUDY.splits,
+    script:
+        "../scripts/import_results.py"
+
+
 rule evaluate_checkpoint:
     input:
         unpack(eval_data),

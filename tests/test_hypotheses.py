@@ -60,6 +60,14 @@ def test_an_interior_minimum_is_an_interior_t_star():
     assert claim(table(BASE, mono), "interior T* of the pretraining loss under Gaussian noise")["verdict"] == "not supported"
 
 
+def test_a_claim_row_says_what_was_not_measured_and_names_the_method():
+    from overtrain.analysis.evidence import COLUMNS, method_prefix, not_measured
+
+    row = not_measured("h", "s", "off")
+    assert set(row) == set(COLUMNS) and row["condition"] == "not measured: off" and row["verdict"] == "inconclusive"
+    assert method_prefix("full") == "" and method_prefix("lora") == "lora, "
+
+
 def test_what_a_study_did_not_measure_is_said():
     out = hypotheses.claims(table(BASE, BASE), n_boot=50)
     missing = out[out["condition"].str.startswith("not measured")]

@@ -95,7 +95,7 @@ BAD = [
     ({"perturb": {"splits": ["test"]}}, "perturb.splits[0]: 'test' is not allowed; allowed: ['pretrain', 'val', 'id', 'ood']"),
     ({"models": {"tiny": {"budgets": []}}}, "models.tiny.budgets: must have at least 1"),
     ({"models": {"tiny": {"batch_size": "many"}}}, "models.tiny.batch_size: 'many' has the wrong type"),
-    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub']"),
+    ({"models": {"tiny": {"source": "hubb"}}}, "models.tiny.source: 'hubb' is not allowed; allowed: ['pretrain', 'local', 'hub', 'results']"),
     ({"evaluate": {"id": ["arc easy!"]}}, "evaluate.id[0]: 'arc easy!' is not allowed; it must match"),
     ({"finetune": {"tasks": ["hh_rlfh"]}}, "finetune.tasks[0]: unknown task 'hh_rlfh'; allowed: ["),
     ({"models": {"tiny": {"source": "hub"}}}, "models.tiny: unknown key(s) ['architecture', 'batch_size', 'budgets', 'optimizer', 'seeds']"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from overtrain.analysis.hypotheses import COLUMNS, not_measured
+from overtrain.analysis.evidence import COLUMNS, not_measured
 from overtrain.analysis.intervals import N_BOOT, curves, interval, resample_means, summarize
 from overtrain.analysis.tables import increase_over_base
 from overtrain.analysis.verdict import MIN_EFFECT, verdict

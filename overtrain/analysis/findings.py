@@ -82,6 +82,10 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
         str(int(h["n_seeds"])), f"**{h['verdict']}**", h["source"]] for _, h in hypotheses.iterrows()]
     lines += _table((["model"] if several else []) + ["claim", "condition", "effect [95% CI]", "n", "verdict",
                                                       "source"], rows)
+    if (hypotheses["n_seeds"] == 1).any():
+        lines += ["", "n = 1: one replicate gives the effect but no interval, so its verdict is inconclusive by the "
+                  "rule; a firm verdict needs at least 2 replicates (pretraining seeds, or fine-tuning seeds of one "
+                  "checkpoint), and 3 make the interval the range of three independent effects."]
     lines += ["", "Effects: " + "; ".join(sorted({f"{h} — {s}" for h, s in
                                                    zip(hypotheses["hypothesis"], hypotheses["statistic"]) if s})), ""]
     if not pretrain_loss.empty:

@@ -11,15 +11,14 @@ numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from overtrain.analysis.evidence import AMURO, COLUMNS, SPRINGER, Evidence, method_prefix, not_measured
 from overtrain.analysis.intervals import N_BOOT
 from overtrain.analysis.statistics import (
-    bootstrap_effect,
     earlier,
     end_worse,
     later,
@@ -29,78 +28,10 @@ from overtrain.analysis.statistics import (
     slope,
     u_depth,
 )
-from overtrain.analysis.tables import increase_over_base, tuned_metrics
-from overtrain.analysis.verdict import MIN_EFFECT, verdict
+from overtrain.analysis.tables import increase_over_base, main_id_rows
+from overtrain.analysis.verdict import MIN_EFFECT
 from overtrain.config import prompt_formats
 from overtrain.perturb import KINDS, Kind
-
-COLUMNS = ["hypothesis", "source", "condition", "effect", "ci_low", "ci_high", "min_effect", "n_seeds", "verdict",
-           "statistic"]
-SPRINGER = "Springer et al. 2025"
-AMURO = "Amuro & Char (Sun & Dredze 2024)"
-
-
-# the claims -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Evidence:
-    """What the claims of one model are judged on: its rows of metrics.csv, the learning rates
-    chosen on validation, the connectivity barriers, and the verdict settings."""
-
-    model: str
-    rows: pd.DataFrame
-    best: pd.DataFrame | None = None
-    barriers: pd.DataFrame | None = None
-    n_boot: int = N_BOOT
-    min_effect: float = MIN_EFFECT
-
-    @property
-    def pretrain_loss(self) -> pd.DataFrame:
-        m = self.rows
-        return m[(m["split"] == "pretrain") & (m["metric"] == "loss")]
-
-    def perturbed(self, kind: str) -> pd.DataFrame:
-        """Pretraining-loss rows of one perturbation kind."""
-        pt = self.pretrain_loss
-        return pt[(pt["variant"] == "perturbed") & (pt["perturbation"] == kind)]
-
-    def finetuned_by_method(self) -> dict[str, pd.DataFrame]:
-        """Pretraining-loss rows of fine-tunes without an ℓ2 pull: full fine-tunes, and LLaVA ones
-        (the same claims after multimodal tuning: Springer §3.4.2)."""
-        pt = self.pretrain_loss
-        tuned_by = pt[(pt["variant"] == "finetuned") & (pt["l2"].fillna(0) == 0)]
-        method = tuned_by["ft_method"].fillna("full")
-        return {mth: tuned_by[method == mth] for mth in ("full", "llava") if (method == mth).any()}
-
-    def tuned(self, rows: pd.DataFrame | None = None) -> pd.DataFrame:
-        """`rows` (default: all) of the fine-tunes at the learning rate chosen on validation."""
-        rows = self.rows if rows is None else rows
-        if self.best is None or self.best.empty:
-            return rows.iloc[0:0]
-        return tuned_metrics(rows, self.best)
-
-    def judged(self, hypothesis: str, source: str, condition: str, statistic: str, curves: list[pd.DataFrame],
-               fn: Callable[..., float], margin: bool = True) -> dict:
-        """A claim's row: `fn`'s effect on `curves` with its interval and verdict. `margin`: the
-        effect is in nats or accuracy and δ applies; off for T*'s location, which moves in
-        whole budgets."""
-        result = bootstrap_effect(curves, fn, self.n_boot)
-        delta = self.min_effect if margin else 0.0
-        return {"hypothesis": hypothesis, "source": source, "condition": condition, "statistic": statistic,
-                **result, "min_effect": delta,
-                "verdict": verdict(result["ci_low"], result["ci_high"], result["n_seeds"], delta)}
-
-
-def not_measured(hypothesis: str, source: str, why: str) -> dict:
-    """The row of a claim the study did not measure, saying what is missing."""
-    return {"hypothesis": hypothesis, "source": source, "condition": f"not measured: {why}", "statistic": "",
-            "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0, "min_effect": np.nan,
-            "verdict": "inconclusive"}
-
-
-def _prefix(method: str) -> str:
-    """How a condition names the fine-tuning method: nothing for full fine-tuning."""
-    return "" if method == "full" else f"{method}, "
 
 
 def progressive_sensitivity(kind: Kind) -> Callable[[Evidence], list[dict]]:
@@ -146,7 +77,7 @@ def interior_t_star_after_finetuning(e: Evidence) -> list[dict]:
     by_method = e.finetuned_by_method()
     if not by_method:
         return [not_measured(h, source, "no fine-tune evaluated on held-out pretraining text")]
-    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}", "better end − the interior T* the other replicates choose (cross-fitted; nats)",
+    return [e.judged(h, source, f"{method_prefix(mth)}lr={lr:g}", "better end − the interior T* the other replicates choose (cross-fitted; nats)",
                      [rows[rows["lr"] == lr]], u_depth)
             for mth, rows in by_method.items() for lr in sorted(rows["lr"].dropna().unique())]
 
@@ -160,9 +91,9 @@ def larger_learning_rate_earlier_t_star(e: Evidence) -> list[dict]:
     for mth, rows in by_method.items():
         lrs = sorted(rows["lr"].dropna().unique())
         if len(lrs) < 2:
-            out.append(not_measured(h, source, f"{_prefix(mth)}fewer than two learning rates"))
+            out.append(not_measured(h, source, f"{method_prefix(mth)}fewer than two learning rates"))
             continue
-        out.append(e.judged(h, source, f"{_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
+        out.append(e.judged(h, source, f"{method_prefix(mth)}lr={lrs[0]:g} vs {lrs[-1]:g}",
                             "log2 T*(small lr) − log2 T*(large lr)",
                             [rows[rows["lr"] == lrs[0]], rows[rows["lr"] == lrs[-1]]], earlier, margin=False))
     return out
@@ -181,7 +112,7 @@ def tuned_metric_degrades(e: Evidence) -> list[dict]:
     for (task, metric), g in ident.groupby(["eval_task", "metric"]):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
         mth = g["ft_method"].fillna("full").iloc[0]
-        out.append(e.judged(h, source, f"{_prefix(mth)}{task} ({metric})",
+        out.append(e.judged(h, source, f"{method_prefix(mth)}{task} ({metric})",
                             "largest budget − the earlier T* the other replicates choose (cross-fitted; worse direction; nats or accuracy)", [g], end_worse))
     return out
 
@@ -220,16 +151,61 @@ def l2_costs_in_distribution_loss(e: Evidence) -> list[dict]:
 
 
 def forgetting_grows(e: Evidence) -> list[dict]:
+    """Fine-tuning costs more of what pretraining knew at later checkpoints: the held-out
+    pretraining loss after fine-tuning, or, where no pretraining text is scored (a benchmark
+    study, a published table), the accuracy lost on the tasks not fine-tuned on (OOD)."""
     h = "forgetting grows with pretraining tokens"
     m = e.rows
     forget = m[(m["metric"] == "forgetting_loss") & (m["split"] == "pretrain") & (m["l2"].fillna(0) == 0)]
-    if forget.empty:
-        return [not_measured(h, AMURO, "no held-out pretraining loss after fine-tuning")]
     method = forget["ft_method"].fillna("full")
-    return [e.judged(h, AMURO, f"{_prefix(mth)}lr={lr:g}",
-                     "slope of the pretraining-loss increase after fine-tuning per doubling",
-                     [rows[rows["lr"] == lr]], slope)
-            for mth in ("full", "llava") for rows in [forget[method == mth]] for lr in sorted(rows["lr"].dropna().unique())]
+    out = [e.judged(h, AMURO, f"{method_prefix(mth)}lr={lr:g}",
+                    "slope of the pretraining-loss increase after fine-tuning per doubling",
+                    [rows[rows["lr"] == lr]], slope)
+           for mth in ("full", "llava") for rows in [forget[method == mth]] for lr in sorted(rows["lr"].dropna().unique())]
+    if not out:
+        lost = m[(m["metric"] == "forgetting_acc") & (m["split"] == "ood") & (m["l2"].fillna(0) == 0)]
+        lost = lost.assign(value=-lost["value"])  # accuracy lost: > 0 is forgetting
+        out = [e.judged(h, AMURO, f"{task}, lr={lr:g}, OOD accuracy lost (mean over {g['eval_task'].nunique()} tasks)",
+                        "slope of the OOD accuracy lost after fine-tuning per doubling", [g], slope)
+               for (task, lr), g in lost.groupby(["ft_task", "lr"])]
+    return out or [not_measured(h, AMURO, "no held-out pretraining loss or OOD task after fine-tuning")]
+
+
+def _own_task_rows(e: Evidence) -> pd.DataFrame:
+    """Fine-tunes (no ℓ2 pull) on their own task, in its training prompt format, signed so that
+    larger is better (accuracy as is, loss negated)."""
+    m = e.rows
+    ident = main_id_rows(m[(m["variant"] == "finetuned") & (m["l2"].fillna(0) == 0)])
+    return ident.assign(value=ident["value"].where(ident["metric"] == "acc", -ident["value"]))
+
+
+def fixed_rate_metric_degrades(e: Evidence) -> list[dict]:
+    """Amuro & Char: after fine-tuning at the protocol's one rate, a task's own metric peaks at an
+    intermediate checkpoint and falls after it (SocialIQa at step 424k, PAWS at 505k)."""
+    h = "the in-distribution metric at a fixed learning rate degrades past T*"
+    own = _own_task_rows(e)
+    if own.empty:
+        return [not_measured(h, AMURO, "no fine-tune evaluated on its own task")]
+    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task} ({metric}), lr={lr:g}",
+                     "largest budget − the earlier T* the other replicates choose (cross-fitted; worse direction)",
+                     [g.assign(value=-g["value"])], end_worse)
+            for (mth, lr, task, metric), g in own.assign(ft_method=own["ft_method"].fillna("full")).groupby(
+                ["ft_method", "lr", "eval_task", "metric"])]
+
+
+def latent_improvement(e: Evidence) -> list[dict]:
+    """Amuro & Char: what fine-tuning adds to a task grows with pretraining, though the base
+    checkpoints do not show it (MNLI: the base stays near chance, the fine-tunes climb)."""
+    h = "what fine-tuning adds grows with pretraining (latent improvement)"
+    own = _own_task_rows(e)
+    if own.empty:
+        return [not_measured(h, AMURO, "no base checkpoint and fine-tune on the same task")]
+    signed_base = e.rows.assign(value=e.rows["value"].where(e.rows["metric"] == "acc", -e.rows["value"]))
+    gain = increase_over_base(signed_base, own)
+    out = [e.judged(h, AMURO, f"{task} ({metric}), lr={lr:g}", "slope of fine-tuned − base per doubling of tokens",
+                    [g], slope) for (lr, task, metric), g in gain.groupby(["lr", "eval_task", "metric"])
+           if g["value"].notna().any()]
+    return out or [not_measured(h, AMURO, "the base checkpoints were not evaluated on the fine-tuning tasks")]
 
 
 def _prompt_spread(e: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -273,7 +249,7 @@ def learning_jumps(e: Evidence) -> list[dict]:
     jumps = m[(m["split"] == "ft_train") & (m["metric"] == "epoch1_loss_excess")]
     if jumps.empty:
         return [not_measured(h, source, "no fine-tune crosses an epoch boundary")]
-    return [e.judged(h, source, f"{_prefix(mth)}lr={lr:g}, epoch 1→2",
+    return [e.judged(h, source, f"{method_prefix(mth)}lr={lr:g}, epoch 1→2",
                      "mean over budgets of the boundary drop beyond the within-epoch trend (nats)",
                      [g.drop(columns="_m")], lambda x, y: float(np.mean(y)))
             for (mth, lr), g in jumps.assign(_m=jumps["ft_method"].fillna("full")).groupby(["_m", "lr"])]
@@ -333,6 +309,8 @@ CLAIMS: list[Callable[[Evidence], list[dict]]] = [
     l2_delays_t_star,
     l2_costs_in_distribution_loss,
     forgetting_grows,
+    fixed_rate_metric_degrades,
+    latent_improvement,
     finetuning_raises_prompt_sensitivity,
     pretraining_lowers_prompt_sensitivity,
     later_checkpoints_more_connected,

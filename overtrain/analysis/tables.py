@@ -62,7 +62,8 @@ def rows_from_eval(result: dict) -> list[dict]:
         out = [{**labels, "tokens": result["tokens"], "variant": "interpolated", **r} for r in result["interpolation"]]
         out += [{**labels, "tokens": result["tokens"], "variant": "soup", **r} for r in result["soups"]]
         return out
-    return [{**labels, "tokens": result["tokens"], **row} for row in result["rows"]]
+    # rows imported from elsewhere (overtrain.evaluation.imported) carry their own checkpoint labels
+    return [{**labels, "tokens": result.get("tokens"), **row} for row in result["rows"]]
 
 
 def increase_over_base(df: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -291,7 +292,7 @@ def inflection(rows: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT,
             "n_seeds": int(n)}
 
 
-def _main_id_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def main_id_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """In-distribution loss and accuracy rows, in each task's training prompt format only."""
     ident = rows[(rows["split"] == "id") & rows["metric"].isin(["acc", "loss"])]
     other_formats = {f for task in set(ident["eval_task"]) for f in prompt_formats(task)[1:]}
@@ -312,7 +313,7 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
     for model, m in df.groupby("model"):
         ft = _finetuned(m)
         diverged = diverged_runs(m)
-        parts = [("", ft[(ft["split"] == "pretrain") & (ft["metric"] == "loss")]), (" (id)", _main_id_rows(ft))]
+        parts = [("", ft[(ft["split"] == "pretrain") & (ft["metric"] == "loss")]), (" (id)", main_id_rows(ft))]
         for suffix, part in parts:
             for (method, l2, lr, task, metric), g in part.groupby(["ft_method", "l2", "lr", "eval_task", "metric"]):
                 label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "") + suffix
