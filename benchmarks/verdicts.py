@@ -27,9 +27,13 @@ def thread_robustness(snakemake, dirs: dict[int, Path | None]) -> dict:
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-2000:])
         runs[threads] = pd.read_csv(work / "results" / config["experiment"] / "tables" / "hypotheses.csv")
-    keys = ["model", "hypothesis", "condition"]
-    both = runs[1].merge(runs[2], on=keys, suffixes=("_1", "_2"))
-    differ = both[both["verdict_1"] != both["verdict_2"]]
+    from overtrain.analysis.compare import CLAIM_KEYS as keys
+    from overtrain.analysis.compare import claims
+
+    both = claims(runs[1], runs[2])  # what `overtrain compare` shows, with the runs as _1 and _2
+    both = both[both["in"] == "both"].rename(columns=lambda c: c.removesuffix("_a") + "_1" if c.endswith("_a")
+                                             else c.removesuffix("_b") + "_2" if c.endswith("_b") else c)
+    differ = both[both["changed"]]
     return {"claims": len(both), "differ": differ[keys + ["verdict_1", "verdict_2"]].to_dict("records"),
             "rows": both[keys + ["min_effect_1", "effect_1", "ci_low_1", "ci_high_1", "verdict_1", "effect_2",
                                  "ci_low_2", "ci_high_2", "verdict_2"]].to_dict("records")}

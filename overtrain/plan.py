@@ -277,7 +277,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-tokens", type=float, default=None,
                    help="tokens per evaluated variant (default: the synthetic tasks' size, else 5e5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c = sub.add_parser("compare", help="two studies' claims, chosen learning rates and T* side by side",
+                       description="Two results directories (results/<experiment>, or run directories holding one): "
+                                   "every claim's effect, interval and verdict in both, which changed, and the chosen "
+                                   "learning rates and T* that differ.")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     a = ap.parse_args(argv)
+    if a.command == "compare":
+        from overtrain.analysis import compare
+
+        sys.exit(compare.main(a.a, a.b, a.json))
     snakefile = Path(a.snakefile)
     study = load_study(a.configfile, snakefile)
     result = plan(study, job_counts(a.configfile, snakefile), mfu=a.mfu, peak_tflops=a.peak_tflops,

@@ -113,3 +113,30 @@ def test_the_study_log_lists_the_fine_tunes_that_diverged(tmp_path):
     pd.DataFrame(rows[:1], columns=tables.METRIC_COLUMNS).to_csv(path, index=False)
     assert tables.diverged_summary(path) == "No fine-tune diverged."
     assert tables.diverged_summary(tmp_path / "missing.csv") == ""
+
+
+def test_two_studies_compared_claim_by_claim(tmp_path):
+    """overtrain compare: verdicts that changed, effects that moved, rates and T* that differ."""
+    from overtrain.analysis import compare
+
+    def study(name, verdict, effect, lr, t_star):
+        d = tmp_path / name / "results" / "x" / "tables"
+        d.mkdir(parents=True)
+        pd.DataFrame([{"model": "m", "hypothesis": "h", "condition": "c", "effect": effect, "ci_low": effect - 0.01,
+                       "ci_high": effect + 0.01, "n_seeds": 3, "verdict": verdict, "min_effect": 0.01},
+                      {"model": "m", "hypothesis": "same", "condition": "c", "effect": 0.5, "ci_low": 0.4,
+                       "ci_high": 0.6, "n_seeds": 3, "verdict": "supported", "min_effect": 0.01}]).to_csv(d / "hypotheses.csv")
+        pd.DataFrame([{"model": "m", "ft_task": "t", "ft_method": "full", "l2": 0.0, "tokens": 100, "pretrain_seed": 0,
+                       "lr": lr}]).to_csv(d / "best_lr.csv")
+        pd.DataFrame([{"model": "m", "condition": "noise", "eval_task": "p", "metric": "loss", "t_star": t_star}]).to_csv(
+            d / "inflection.csv")
+        return tmp_path / name
+
+    result = compare.compare(study("a", "supported", 0.05, 1e-3, 200), study("b", "inconclusive", 0.005, 3e-4, 200))
+    assert result["claims"] == 2 and [r["hypothesis"] for r in result["changed"]] == ["h"]
+    assert result["changed"][0]["effect_change"] == pytest.approx(-0.045)
+    assert [(r["lr_a"], r["lr_b"]) for r in result["learning_rates"]] == [(1e-3, 3e-4)] and result["t_star"] == []
+    page = compare.markdown(result)
+    assert "verdicts that differ: **1**" in page and "| m | h **changed** | c |" in page
+    with pytest.raises(FileNotFoundError, match="no study's tables/hypotheses.csv"):
+        compare.tables_dir(tmp_path)

@@ -242,6 +242,19 @@ def test_a_diverging_learning_rate_is_a_result_not_a_crash(micro_run, tmp_path):
     meta = json.loads((root / "finetuned/tiny/tok8192-s0/synth_ft/full-lr50-s0/meta.json").read_text())
     assert meta["diverged"] and meta["steps"] > meta["diverged_at_step"] + 1  # stopped early
     assert (root / "figures" / "finetune_pretrain_loss.png").stat().st_size > 1000
+    # the two real studies (before and after adding the rate) side by side, as a user compares them
+    import os
+    import subprocess
+    import sys
+
+    cli = os.path.join(os.path.dirname(sys.executable), "overtrain")
+    page = subprocess.run([cli, "compare", str(micro_run[0]), str(work)], capture_output=True, text=True, timeout=120)
+    assert page.returncode == 0, page.stderr
+    assert "claims measured in both" in page.stdout and "| tiny | progressive sensitivity to Gaussian noise" in page.stdout
+    as_json = json.loads(subprocess.run([cli, "compare", str(micro_run[0]), str(work), "--json"], capture_output=True,
+                                        text=True, timeout=120).stdout)
+    larger = [r for r in as_json["rows"] if r["hypothesis"] == "larger learning rate → earlier T*"]
+    assert as_json["claims"] > 10 and larger  # measured only once the second rate exists
 
 
 @pytest.mark.e2e
