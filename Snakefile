@@ -36,6 +36,7 @@ include: "rules/judge.smk"
 include: "rules/aggregate.smk"
 include: "rules/theory.smk"
 include: "rules/figures.smk"
+include: "rules/tracking.smk"
 
 
 # Bookkeeping and downloads (rules marked localrule) run where Snakemake runs: on SLURM the
@@ -48,6 +49,7 @@ rule all:
         FIGURES,
         THEORY,
         FINDINGS,
+        [f"{R}/tracking/{tracker}" for tracker in TRACKING],
     localrule: True
 
 

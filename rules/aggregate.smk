@@ -26,6 +26,32 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+rule training_curves:
+    input:
+        training_dirs(),
+    output:
+        report(
+            TRAINING_CURVES,
+            caption="../report/table_training_curves.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/training_curves.log",
+    benchmark:
+        f"{BENCH}/training_curves.tsv"
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        code=code_version("../scripts/training_curves.py"),
+    script:
+        "../scripts/training_curves.py"
+
+
 rule analyses:
     input:
         metrics=METRICS,

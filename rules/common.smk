@@ -26,6 +26,20 @@ except grid.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
 
 R = STUDY.root
+
+# Trackers are optional extras: a study that asks for one without it installed stops here (with
+# --sdm conda the rule's own environment brings them).
+TRACKING = [k for k in ("tensorboard", "wandb") if config["tracking"][k]]
+for _tracker in TRACKING:
+    if "conda" not in str(workflow.deployment_settings.deployment_method).lower():
+        import importlib.util
+
+        if importlib.util.find_spec(_tracker) is None:
+            raise WorkflowError(
+                f"Invalid config: tracking.{_tracker}: the {_tracker} package is not installed; "
+                f'pip install -e ".[tracking]" (or set tracking.{_tracker}: false)'
+            )
+
 LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
 THREADS = config["compute"]["threads_per_job"]
@@ -263,7 +277,64 @@ def connectivity_inputs(wildcards):
     return [f"{d}/{wildcards.group}-s{s}" for s in seeds]
 
 
+def training_dirs():
+    """Every training job's output directory: their train logs are the study's training curves."""
+    from overtrain.training import stable
+
+    out = []
+    for model, ckpt in STUDY.checkpoints:
+        if STUDY.source_of(model) == "results":
+            continue
+        out.append(f"{R}/checkpoints/{model}/{ckpt}")
+        out += [
+            f"{R}/finetuned/{model}/{ckpt}/{task}/{run}"
+            for task, run in STUDY.grid_runs
+        ]
+    for model, m in config["models"].items():
+        if m["source"] != "pretrain" or not m.get("branching"):
+            continue
+        for seed in m["seeds"]:
+            segments = stable.segments(
+                pretrain_spec(model, seed), m["budgets"], m["stable_checkpoints"]
+            )
+            out += [f"{R}/stable/{model}/s{seed}/{segment}" for segment in segments]
+    return out
+
+
 METRICS = f"{R}/tables/metrics.csv"
+TRAINING_CURVES = f"{R}/tables/training_curves.csv"
+
+
+def tracking_benchmarks():
+    """Each training job's Snakemake benchmark (its wall time gives the run's throughput) and the
+    tracked run it belongs to (overtrain.analysis.trackers names runs like the jobs' outputs).
+    """
+    from overtrain.training import stable
+
+    out = {}
+    for model, ckpt in STUDY.checkpoints:
+        if STUDY.source_of(model) == "pretrain":
+            out[f"{BENCH}/pretrain/{model}/{ckpt}.tsv"] = f"{model}/{ckpt}"
+        if STUDY.source_of(model) == "results":
+            continue
+        for task, run in STUDY.grid_runs:
+            out[f"{BENCH}/finetune/{model}/{ckpt}/{task}/{run}.tsv"] = (
+                f"{model}/{ckpt}/{task}/{run}"
+            )
+    for model, m in config["models"].items():
+        if m["source"] == "pretrain" and m.get("branching"):
+            for seed in m["seeds"]:
+                spec = pretrain_spec(model, seed)
+                for segment in stable.segments(
+                    spec, m["budgets"], m["stable_checkpoints"]
+                ):
+                    out[f"{BENCH}/pretrain_stable/{model}/s{seed}/{segment}.tsv"] = (
+                        f"{model}/stable-s{seed}"
+                    )
+    return out
+
+
+TRACKING_BENCHMARKS = tracking_benchmarks() if TRACKING else {}
 # what the figures and analyses rules write: read from the code that makes them
 FIGURE_NAMES = catalog.figure_names()
 FIGURES = [

@@ -2,6 +2,7 @@ rule figures:
     input:
         **{name: f"{R}/tables/{name}.csv" for name in ANALYSIS_TABLES},
         metrics=METRICS,
+        training_curves=TRAINING_CURVES,
     output:
         **{
             f"{name}_png": report(

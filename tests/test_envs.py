@@ -19,7 +19,7 @@ def pyproject_requirements() -> dict:
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+    reqs = [r for extra in project["optional-dependencies"].values() for r in extra] + project["dependencies"]
     return {norm(Requirement(r).name): Requirement(r) for r in reqs}
 
 

@@ -4,7 +4,7 @@ perturbations, connectivity or learning-rate selection still gets every figure."
 import pandas as pd
 import pytest
 
-from overtrain.analysis import analyses, catalog, plots
+from overtrain.analysis import analyses, catalog, plots, train_logs
 from overtrain.analysis.tables import METRIC_COLUMNS
 
 
@@ -38,7 +38,8 @@ def test_every_figure_is_drawn_from_whatever_was_measured(tmp_path, pretrain, pe
     computed = analyses.compute(metrics, [], select, n_boot=20, min_effect=0.01)
     assert list(computed["best_lr"]["lr"]) == [1e-5, 1e-5]
     assert list(computed) == catalog.table_names()
-    plots.draw_all({**computed, "metrics": metrics}, lambda name: [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"])
+    curves = pd.DataFrame(columns=train_logs.COLUMNS)  # results imported from elsewhere: no training job
+    plots.draw_all({**computed, "metrics": metrics, "training_curves": curves}, lambda name: [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"])
     for name in catalog.figure_names():
         assert all((tmp_path / f"{name}.{ext}").stat().st_size > 1000 for ext in ("png", "pdf")), name
 

@@ -58,7 +58,8 @@ def test_a_supervised_run_trains_every_example_once_per_epoch(tiny_study, tmp_pa
     assert run.log[0]["epoch"] == 0 and run.log[-1]["epoch"] == pytest.approx((run.steps - 1) * 8 / n)
     meta = run.describe()
     assert meta["n_examples"] == n and meta["epochs"] == pytest.approx(run.steps * 8 / n) and not meta["diverged"]
-    assert run.log_text().splitlines()[0] == "step,epoch,lr,loss"
+    assert run.log_text().splitlines()[0] == "step,epoch,lr,loss,grad_norm"
+    assert all(0 < r["grad_norm"] < float("inf") for r in run.log)  # before clipping: what the trackers show
 
 
 def test_every_result_says_how_it_was_made(tmp_path):

@@ -213,7 +213,7 @@ def test_report_bundles_every_figure_and_table(micro_run):
     from overtrain.analysis import catalog
 
     for name in [f"{f}.png" for f in catalog.figure_names() + ["theory"]] + \
-            [f"{t}.csv" for t in catalog.table_names() + ["metrics"]]:
+            [f"{t}.csv" for t in catalog.table_names() + ["metrics", "training_curves"]]:
         assert name in html, name
     assert "latent improvement" in html  # captions come along
 
@@ -253,8 +253,11 @@ def test_a_diverging_learning_rate_is_a_result_not_a_crash(micro_run, tmp_path):
     assert "claims measured in both" in page.stdout and "| tiny | progressive sensitivity to Gaussian noise" in page.stdout
     as_json = json.loads(subprocess.run([cli, "compare", str(micro_run[0]), str(work), "--json"], capture_output=True,
                                         text=True, timeout=120).stdout)
-    larger = [r for r in as_json["rows"] if r["hypothesis"] == "larger learning rate → earlier T*"]
-    assert as_json["claims"] > 10 and larger  # measured only once the second rate exists
+    measured = pd.read_csv(micro_run[0] / "results/micro/tables/hypotheses.csv")["effect"].notna().sum()
+    assert as_json["claims"] == measured > 10
+    # a rate at which every fine-tune diverged changes no claim, verdict, chosen rate or T*
+    assert as_json["changed"] == [] and as_json["learning_rates"] == [] and as_json["t_star"] == []
+    assert all(r["effect_change"] == 0 for r in as_json["rows"])
 
 
 @pytest.mark.e2e

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from overtrain.analysis.formatting import format_tokens  # noqa: E402
 from overtrain.analysis.intervals import replicate_ids, summarize  # noqa: E402
+from overtrain.analysis.train_logs import epoch_boundaries  # noqa: E402
 
 
 def token_axis(ax, tokens) -> None:
@@ -107,3 +108,71 @@ def empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+SMOOTHING = 25  # a training curve is drawn as a rolling mean over 1/SMOOTHING of its logged steps
+
+
+def smooth(loss: pd.Series) -> pd.Series:
+    return loss.rolling(max(1, len(loss) // SMOOTHING), min_periods=1).mean()
+
+
+def budget_colours(tokens) -> dict:
+    budgets = sorted({int(t) for t in tokens if t == t})
+    return dict(zip(budgets, plt.cm.viridis(np.linspace(0, 0.9, max(1, len(budgets))))))
+
+
+def pretraining_panel(ax, model: str, d: pd.DataFrame, colours: dict) -> None:
+    """Every pretraining run (or WSD decay branch) coloured by its budget, each seed's stable run
+    in black."""
+    labelled = set()
+    for (tokens, phase, _ckpt), run in d[d["phase"].isin(["pretrain", "decay"])].groupby(
+            ["tokens", "phase", "ckpt"]):
+        label = f"{format_tokens(tokens)} budget" + (" (decay branch)" if phase == "decay" else "")
+        ax.plot(run["tokens_seen"], smooth(run["loss"]), lw=1, color=colours[int(tokens)],
+                label=None if label in labelled else label)
+        labelled.add(label)
+    for i, (_seed, run) in enumerate(d[d["phase"] == "stable"].groupby("pretrain_seed")):
+        run = run.sort_values("step")
+        ax.plot(run["tokens_seen"], smooth(run["loss"]), lw=1, color="k", alpha=0.8,
+                label=None if i else "stable run (constant lr)")
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens seen in pretraining")
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title(f"{model}: pretraining")
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=7)
+
+
+def finetuning_panel(ax, model: str, d: pd.DataFrame, setting: tuple, colours: dict) -> None:
+    """One fine-tuning setting: the loss per step for each checkpoint's tokens (mean over the
+    pretraining and fine-tuning seeds), the epoch boundaries dotted."""
+    task, method, l2, lr = setting
+    for tokens, runs in d.groupby("tokens"):
+        mean = runs.groupby("step")["loss"].mean()
+        ax.plot(mean.index, smooth(mean), lw=1.2, color=colours.get(int(tokens)),
+                label=f"from {format_tokens(tokens)} tokens")
+    first = next(iter(d.groupby(["ckpt", "seed"])))[1].sort_values("step")
+    for i, step in enumerate(epoch_boundaries(first)):
+        ax.axvline(step, color="grey", ls=":", lw=1, label=None if i else "epoch boundary")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title(f"{model}: {task}, {method}, lr={lr:g}" + (f", ℓ2={l2:g}" if l2 else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=7)
+
+
+SETTING = ["ft_task", "ft_method", "l2", "lr"]
+
+
+def curve_panels(curves: pd.DataFrame) -> list[tuple[str, tuple | None, pd.DataFrame]]:
+    """The training-curves figure's panels, each (model, fine-tuning setting or None for
+    pretraining, its rows): per model its pretraining, then each fine-tuning setting."""
+    panels = []
+    for model in model_names(curves):
+        d = curves[curves["model"] == model]
+        if (d["phase"] != "finetune").any():
+            panels.append((model, None, d[d["phase"] != "finetune"]))
+        for setting, rows in d[d["phase"] == "finetune"].groupby(SETTING, dropna=False, sort=True):
+            panels.append((model, setting, rows))
+    return panels

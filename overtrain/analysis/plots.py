@@ -13,15 +13,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from overtrain.analysis.drawing import (  # noqa: E402
+    SMOOTHING,
     band,
+    budget_colours,
+    curve_panels,
     dress,
     empty,
     finetuned_lines,
+    finetuning_panel,
     finish,
     legend,
     mark_diverged,
     model_names,
     nothing_measured,
+    pretraining_panel,
     save,
 )
 from overtrain.analysis.tables import increase_over_base, select  # noqa: E402
@@ -46,6 +51,33 @@ def draw_all(tables: dict[str, pd.DataFrame], paths: Callable[[str], list[str | 
     """Every registered figure, to paths(name)."""
     for name, (fn, inputs) in FIGURES.items():
         fn(*(tables[i] for i in inputs), paths(name))
+
+
+@figure("training_curves")
+def training_curves(curves: pd.DataFrame, paths: list[str | Path]) -> None:
+    """Training curves from the jobs' own logs: pretraining loss against tokens seen per budget and
+    seed (the WSD stable run and the decay branches that leave it), and fine-tuning loss against
+    step per setting, one line per checkpoint, with the epoch boundaries marked."""
+    if curves.empty:
+        return nothing_measured(paths, "no training job in this study (its results come from elsewhere)")
+    panels = curve_panels(curves)
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows + 0.3), squeeze=False)
+    for ax, (model, setting, rows) in zip(axes.flat, panels):
+        colours = budget_colours(curves.loc[curves["model"] == model, "tokens"])
+        if setting is None:
+            pretraining_panel(ax, model, rows, colours)
+        else:
+            finetuning_panel(ax, model, rows, setting, colours)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    ft = curves[curves["phase"] == "finetune"]
+    n = ft.groupby(["model", "ckpt", "ft_task", "ft_method", "l2", "lr"])["seed"].nunique().max() if len(ft) else 0
+    fig.text(0.5, 0.005, f"curves: rolling mean over 1/{SMOOTHING} of each run's logged steps"
+             + (f"; fine-tuning lines: mean over the pretraining seeds × {n} fine-tuning seed(s)" if n else ""),
+             ha="center", va="bottom", fontsize=8, color="dimgrey")
+    save(fig, paths)
 
 
 @figure("metrics")

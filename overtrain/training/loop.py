@@ -327,7 +327,7 @@ def run_steps(
             if sam_rho > 0:  # sharpness-aware: the gradient at the worst point of a ρ-ball, applied here
                 sam_ascent(params, sam_rho, backward, optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")))
-            log.append({"step": step, "lr": lr, "loss": loss})
+            log.append({"step": step, "lr": lr, "loss": loss, "grad_norm": grad_norm})
             if (diverged := guard.check(log, grad_norm)) is not None:
                 optimizer.zero_grad(set_to_none=True)
                 break

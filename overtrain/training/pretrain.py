@@ -154,7 +154,7 @@ def pretrain(
         **Precision().describe(),
         "threads": spec.threads,
     }
-    log_text = log_csv(log, ["step", "tokens", "lr", "loss"])
+    log_text = log_csv(log, ["step", "tokens", "lr", "loss", "grad_norm"])
     save_model(model, load_tokenizer(tokenizer_dir), out_dir, meta, {"train_log.csv": log_text})
     resume.clear()
     return meta

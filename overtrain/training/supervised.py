@@ -88,7 +88,7 @@ class Run:
     resume: Resume
 
     def log_text(self) -> str:
-        return log_csv(self.log, ["step", "epoch", "lr", "loss"])
+        return log_csv(self.log, ["step", "epoch", "lr", "loss", "grad_norm"])
 
     def describe(self) -> dict:
         """The run's part of its output's meta.json."""
