@@ -40,7 +40,7 @@ def thread_robustness(snakemake, dirs: dict[int, Path | None]) -> dict:
 
 
 def margin(verdict: str, ci_low: float, ci_high: float, delta: float) -> float:
-    """How far the interval must move to change the verdict (the README's rule: supported if
+    """How far the interval must move to change the verdict (the rule of docs/outputs.md: supported if
     ci_low > δ, not supported if ci_high ≤ −δ, else inconclusive)."""
     if verdict == "supported":
         return ci_low - delta

@@ -107,6 +107,10 @@ class Study:
                 continue
             if not m["tables"] and not m["lm_eval"]:
                 raise grid.ConfigError(f"models.{name}: a results model needs tables or lm_eval files")
+            ours = [n for n, o in self.config["models"].items() if o["source"] != "results"]
+            if m.get("beside") is not None and m["beside"] not in ours:
+                raise grid.ConfigError(f"models.{name}.beside: {m['beside']!r} is not a model of this study that "
+                                       f"runs; allowed: {ours}")
             for key, entries in (("tables", m["tables"]), ("lm_eval", m["lm_eval"])):
                 for i, entry in enumerate(entries):
                     found = next((str(Path(root, entry["path"]).resolve()) for root in (Path.cwd(), self.basedir)
@@ -131,6 +135,12 @@ class Study:
                 if theirs not in ckpts[other]:
                     raise grid.ConfigError(f"models.{name}.compare.match.{mine}: {theirs!r} is not a checkpoint of "
                                            f"{other}; allowed: {ckpts[other]}")
+
+    @cached_property
+    def published_beside(self) -> dict[str, str]:
+        """Results models that stand beside one of ours (models.<name>.beside): name → our model."""
+        return {name: m["beside"] for name, m in self.config["models"].items()
+                if m["source"] == "results" and m.get("beside")}
 
     @cached_property
     def pairs(self) -> list[dict]:

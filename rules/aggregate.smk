@@ -83,6 +83,8 @@ rule analyses:
         min_effect=config["analysis"]["min_effect"],
         verdict_rule=verdict.rule(config["analysis"]["min_effect"]),
         pairs=STUDY.pairs,
+        beside=STUDY.published_beside,
+        tolerance=config["analysis"]["published_tolerance"],
     script:
         "../scripts/analyses.py"
 
@@ -91,7 +93,13 @@ rule findings:
     input:
         **{
             name: f"{R}/tables/{name}.csv"
-            for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection")
+            for name in (
+                "hypotheses",
+                "pretrain_loss",
+                "best_lr",
+                "inflection",
+                "published",
+            )
         },
     output:
         page=report(

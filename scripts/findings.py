@@ -13,7 +13,7 @@ text = findings.render(
     command=p.command,
     code=p.code,
     replicates=p.replicates,
-    **{name: pd.read_csv(i[name]) for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection")},
+    **{name: pd.read_csv(i[name]) for name in ("hypotheses", "pretrain_loss", "best_lr", "inflection", "published")},
 )
 atomic_write_text(snakemake.output.page, text + "\n")
 verdicts = findings.verdict_table(pd.read_csv(i.hypotheses))

@@ -149,7 +149,8 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
     cfg["experiment"] = cfg["experiment"] + "-mini"
     name = next(iter(cfg["models"]))
     model = cfg["models"][name]
-    cfg["models"] = {name: model}  # the first model family of the preset
+    # the first model family of the preset, and the published numbers that stand beside it
+    cfg["models"] = {name: model, **{n: m for n, m in cfg["models"].items() if m.get("beside") == name}}
     first_last = [model["revisions"][0], model["revisions"][-1]]
     fill_hub_cache(hf_home, model["repo"], first_last, data)
     prefix = first_last[0].split("-step")[0] + "-" if first_last[0].startswith("stage") else ""

@@ -49,12 +49,30 @@ def test_no_code_points_at_a_file_outside_the_repository():
         assert not outside.search(path.read_text()), path
 
 
-def test_the_readme_describes_every_figure_and_table():
-    """The figure and table names come from the code (overtrain.analysis.catalog); each has a line."""
+def test_the_outputs_page_describes_every_figure_and_table():
+    """The figure and table names come from the code (overtrain.analysis.catalog); each has a line
+    in docs/outputs.md, the page the README links for them."""
     from overtrain.analysis import catalog
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "outputs.md").read_text()
     for name in catalog.figure_names() + ["theory"]:
         assert f"- `{name}` —" in readme, name
     for name in catalog.table_names() + ["theory", "training_curves"]:
         assert f"| `{name}.csv` |" in readme, name
+
+
+def test_the_readme_fits_a_screen_and_every_link_of_the_docs_resolves():
+    """The README keeps what a newcomer needs first (≤ 12 KB) and links the rest; no link of it
+    or of docs/ points at a missing file, and its two commands are the ones CI runs."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 12 * 1024, len(readme.encode())
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not re.match(r"https?:", target):
+                assert (page.parent / target).exists(), f"{page.relative_to(REPO)} links {target}"
+    for linked in re.findall(r"\]\((docs/[\w./-]+\.md)", readme):
+        assert (REPO / linked).is_file()
+    ci = (REPO / ".ci" / "run").read_text()
+    test_command = re.search(r"## Run the tests\n\n```bash\n(.+)\n```", readme)[1]
+    assert test_command in ci
+    assert re.search(r"## Run the main job\n\n.*\n\n```bash\n.*snakemake --cores all\n```", readme)

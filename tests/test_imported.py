@@ -49,6 +49,37 @@ def test_a_published_table_maps_onto_the_contract(tmp_path):
         imported.table_rows(SPEC, 1000, None, tmp_path)
 
 
+def test_published_numbers_stand_beside_ours_at_the_nearest_checkpoint(tmp_path):
+    """A results model beside one of ours: its names renamed to ours, joined per condition at the
+    published checkpoint nearest in tokens (within the tolerance), ours with its interval."""
+    from overtrain.analysis import findings, published
+    from overtrain.analysis.tables import METRIC_COLUMNS
+
+    (tmp_path / "published.csv").write_text(TABLE)
+    spec = dict(SPEC, ft_task_names={"a": "task_a_ft"}, eval_task_names={"task_a": "ft_a_test_mc"})
+    rows, _ = imported.table_rows(spec, tokens_per_step=1000, parameters=None, basedir=tmp_path)
+    ft = [r for r in rows if r["variant"] == "finetuned" and r["split"] == "id"]
+    assert {r["ft_task"] for r in ft} == {"task_a_ft"} and {r["eval_task"] for r in ft} == {"ft_a_test_mc"}
+    paper = pd.DataFrame([{**r, "model": "paper"} for r in rows])
+    base = {c: None for c in METRIC_COLUMNS}
+    ours = pd.DataFrame([  # our two seeds at 1.02M tokens (2% from the paper's 1M) and at 3M (no counterpart)
+        {**base, "model": "ours", "ckpt": ckpt, "tokens": tokens, "pretrain_seed": seed, "variant": "finetuned",
+         "ft_task": "task_a_ft", "ft_method": "full", "lr": 1e-5, "l2": 0.0, "seed": 0, "eval_task": "ft_a_test_mc",
+         "split": "id", "metric": "acc", "value": value}
+        for ckpt, tokens in (("step1020", 1_020_000), ("step3000", 3_000_000)) for seed, value in ((0, 0.5), (1, 0.7))],
+        columns=METRIC_COLUMNS)
+    metrics = pd.concat([paper.reindex(columns=METRIC_COLUMNS), ours], ignore_index=True)
+    joined = published.beside(metrics, {"paper": "ours"}, tolerance=0.05, n_boot=50)
+    assert len(joined) == 1  # 3M tokens: the nearest published checkpoint (4M) is 33% away
+    r = joined.iloc[0]
+    assert (r["ckpt"], r["published_ckpt"], r["published_tokens"]) == ("step1020", "step1000", 1_000_000)
+    assert r["ours"] == pytest.approx(0.6) and r["published"] == 0.60 and r["difference"] == pytest.approx(0.0)
+    assert (r["ci_low"], r["ci_high"], r["n"]) == (0.5, 0.7, 2)
+    assert len(published.beside(metrics, {"paper": "ours"}, tolerance=0.5, n_boot=50)) == 2
+    page = "\n".join(findings.beside_published(joined))
+    assert "## Beside the published numbers" in page and "| `ours` step1020 | `paper` step1000 | task_a_ft lr=1e-05" in page
+
+
 def lm_eval_output(tmp_path, name: str, seed: int, revision: str):
     """Evaluate a tiny model (OLMo's real tokenizer) on ARC-Easy items with lm-eval itself and
     save its results the way `lm_eval --output_path` does."""

@@ -81,4 +81,16 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
     for ckpt in (root / "checkpoints").glob("*/*"):  # the preset's revision names, their commits and tokens
         meta = pd.read_json(ckpt / "meta.json", typ="series")
         assert meta["repo"] == model["repo"] and len(meta["commit"]) == 40 and meta["tokens"] > 0
-    assert set(metrics["ckpt"]) == {p.name for p in (root / "checkpoints").glob("*/*")}
+    name = next(iter(cfg["models"]))
+    assert set(metrics[metrics["model"] == name]["ckpt"]) == {p.name for p in (root / "checkpoints").glob("*/*")}
+    beside = [n for n, m in cfg["models"].items() if m.get("beside") == name]
+    if beside:  # the paper's numbers beside the run: same condition, nearest published step
+        joined = pd.read_csv(root / "tables" / "published.csv")
+        assert set(joined["published_model"]) == set(beside) and set(joined["model"]) == {name}
+        pairs = set(zip(joined["ckpt"], joined["published_ckpt"]))
+        assert pairs == {("step1000-tokens4B", "step1000"), ("step738020-tokens3094B", "step738000")}
+        own = joined[(joined["variant"] == "finetuned") & (joined["split"] == "id")]
+        assert set(own["eval_task"]) >= {"ft_mnli_test_mc", "ft_mnli_test_mc_instruct"}
+        assert (joined["difference"] == joined["ours"] - joined["published"]).all()
+        assert {"rte", "sciq"} <= set(joined[joined["variant"] == "base"]["eval_task"])  # cross-dataset, same names
+        assert "## Beside the published numbers" in (root / "findings.md").read_text()

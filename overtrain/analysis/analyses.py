@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from overtrain.analysis import contrasts, hypotheses, tables
+from overtrain.analysis import contrasts, hypotheses, published, tables
 
 
 def compute(metrics: pd.DataFrame, connectivity: list[dict], select: dict | None, n_boot: int,
-            min_effect: float, pairs: list[dict] = ()) -> dict[str, pd.DataFrame]:
+            min_effect: float, pairs: list[dict] = (), beside: dict[str, str] | None = None,
+            tolerance: float = 0.05) -> dict[str, pd.DataFrame]:
     """The tables, by name. `select` (analysis.select) chooses each checkpoint's learning rate on
     validation; without it the tuned-rate tables are empty and the claims that need them say so.
     `pairs` (overtrain.study.Study.pairs): models compared at equal tokens, whose claims follow
-    the per-model ones in hypotheses.csv."""
+    the per-model ones in hypotheses.csv. `beside` (published model → our model): the published
+    numbers joined with ours at checkpoints within `tolerance` (relative tokens)."""
     best = tables.best_learning_rates(metrics, select) if select else pd.DataFrame(columns=tables.RUN_KEYS + ["lr"])
     trend = [{"model": m, "ft_task": t, "ft_method": meth, "l2": l2,
               "trend": tables.lr_trend(g["tokens"].tolist(), g["lr"].tolist())}
@@ -35,4 +37,5 @@ def compute(metrics: pd.DataFrame, connectivity: list[dict], select: dict | None
         "barriers": barriers,
         "soups": soups,
         "contrasts": contrasts.gap_table(metrics, list(pairs), n_boot),
+        "published": published.beside(metrics, beside or {}, tolerance, n_boot),
     }

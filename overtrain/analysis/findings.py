@@ -51,7 +51,8 @@ def _margin(hypotheses: pd.DataFrame) -> float:
 
 
 def render(*, experiment: str, command: str, code: str, replicates: int, hypotheses: pd.DataFrame,
-           pretrain_loss: pd.DataFrame, best_lr: pd.DataFrame, inflection: pd.DataFrame) -> str:
+           pretrain_loss: pd.DataFrame, best_lr: pd.DataFrame, inflection: pd.DataFrame,
+           published: pd.DataFrame | None = None) -> str:
     """The findings page."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -113,4 +114,23 @@ def render(*, experiment: str, command: str, code: str, replicates: int, hypothe
                  if r["n_seeds"] > 1 else format_tokens(r["t_star"]) if not math.isnan(r["t_star"]) else "–",
                  "yes" if r["interior"] else "no"] for _, r in inflection.iterrows()]
         lines += _table(["model", "condition", "metric", "T* [95% CI]", "interior"], body) + [""]
+    if published is not None and not published.empty:
+        lines += beside_published(published)
     return "\n".join(lines)
+
+
+def beside_published(published: pd.DataFrame) -> list[str]:
+    """The run beside the paper (tables/published.csv): every measurement with a published
+    counterpart at the nearest published checkpoint."""
+    lines = ["## Beside the published numbers", "",
+             "Our mean over replicates [95% CI] beside the number the paper published for the same condition, at "
+             "the published checkpoint nearest in pretraining tokens (`tables/published.csv`).", ""]
+    body = []
+    for _, r in published.sort_values(["model", "variant", "ft_task", "eval_task", "metric", "tokens"],
+                                      na_position="first").iterrows():
+        fine_tune = f"{r['ft_task']} lr={r['lr']:g}" if r["variant"] == "finetuned" else "base"
+        body.append([f"`{r['model']}` {r['ckpt']}", f"`{r['published_model']}` {r['published_ckpt']}", fine_tune,
+                     f"{r['eval_task']} ({r['metric']})", _ci(r["ours"], r["ci_low"], r["ci_high"], r["n"]),
+                     _num(r["published"]), _num(r["difference"])])
+    return lines + _table(["ours", "published", "variant", "task (metric)", "ours [95% CI]", "published",
+                           "ours − published"], body) + [""]

@@ -13,7 +13,7 @@ from overtrain.config import own_val_task, prompt_formats
 from overtrain.evaluation.results import read_result
 from overtrain.perturb import KINDS
 
-# The contract of tables/metrics.csv (README: Reading the outputs): one row per measurement, in this order.
+# The contract of tables/metrics.csv (docs/outputs.md): one row per measurement, in this order.
 METRIC_COLUMNS = [
     "model",
     "ckpt",

@@ -56,7 +56,8 @@ def table_rows(table: dict, tokens_per_step: int | None, parameters: int | None,
             variant, m = match
             groups = m.groupdict()
             where = f"{table['path']}:{line} ({name})"
-            task = record[table["eval_task_column"]]
+            published_task = record[table["eval_task_column"]]
+            task = table.get("eval_task_names", {}).get(published_task, published_task)
             try:
                 value = float(record[table["value_column"]])
             except ValueError:
@@ -64,16 +65,17 @@ def table_rows(table: dict, tokens_per_step: int | None, parameters: int | None,
             tokens = _tokens(groups, where, tokens_per_step)
             row = {"ckpt": f"step{groups['step']}" if groups.get("step") is not None else f"tok{tokens}",
                    "tokens": tokens, "parameters": parameters, "pretrain_seed": 0, "variant": variant,
-                   "eval_task": task, "metric": table.get("metric_by_task", {}).get(task, table.get("metric", "acc")),
+                   "eval_task": task,
+                   "metric": table.get("metric_by_task", {}).get(published_task, table.get("metric", "acc")),
                    "value": value}
             if variant == "finetuned":
                 if groups.get("ft_task") is None or groups.get("lr") is None:
                     raise ValueError(f"{where}: a fine-tune's pattern must name ft_task and lr")
-                row.update(ft_task=groups["ft_task"], ft_method="full", lr=float(groups["lr"]), l2=0.0,
-                           seed=int(groups.get("seed") or 0))
-                row["split"] = "id" if own.get(groups["ft_task"]) == task else "ood"
+                row.update(ft_task=table.get("ft_task_names", {}).get(groups["ft_task"], groups["ft_task"]),
+                           ft_method="full", lr=float(groups["lr"]), l2=0.0, seed=int(groups.get("seed") or 0))
+                row["split"] = "id" if own.get(groups["ft_task"]) == published_task else "ood"
             else:
-                row["split"] = "id" if task in own_tasks else "ood"
+                row["split"] = "id" if published_task in own_tasks else "ood"
             rows.append(row)
     return rows, unmatched
 
