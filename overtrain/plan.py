@@ -94,18 +94,19 @@ def synthetic_parameters(config: dict, model: dict) -> float:
 
 
 def prefetch_downloads(study: Study) -> list[dict]:
-    """What the prefetch rule downloads before any compute job (overtrain.evaluation.prefetch).
-    Sizes are not known before the first fetch (the Hub's dataset cards do not give lm-eval's
-    subsets); the prefetch manifest records each one's bytes once fetched."""
+    """What the prefetch rule downloads before any compute job (overtrain.evaluation.prefetch),
+    with the size the Hub or NLTK's index gives for each (None offline); the prefetch manifest
+    records the bytes actually fetched. Kept out of the totals, which stay the same offline."""
     from overtrain.evaluation import prefetch
 
     ev = study.config["evaluate"]
     want = prefetch.wanted(list(study.splits), ev["task_data"], ev["judge"])
-    out = [{"what": f"lm-eval task {t}: its dataset", "size_gb": None} for t in want["tasks"]]
-    out += [{"what": f"NLTK {r}", "size_gb": None} for r in want["nltk"]]
+    size = {k: (None if v is None else v / 1e9) for k, v in prefetch.sizes(want).items()}
+    out = [{"what": f"lm-eval task {t}: its dataset", "size_gb": size[f"task:{t}"]} for t in want["tasks"]]
+    out += [{"what": f"NLTK {r}", "size_gb": size[f"nltk:{r}"]} for r in want["nltk"]]
     if want["alpaca_eval"]:
         out.append({"what": "AlpacaEval prompts and reference outputs ({}/{})".format(*prefetch.ALPACA_EVAL),
-                    "size_gb": None})
+                    "size_gb": size["alpaca_eval"]})
     return out
 
 
@@ -259,7 +260,8 @@ def table(result: dict) -> str:
     t = result["total"]
     lines.append(f"{'total':22}{t['jobs']:>6}{'':>12}{t['gpu_hours']:>26.3g}{t['download_gb']:>13.3g}{t['disk_gb']:>10.3g}")
     lines += [f"prefetch (a local rule, before any compute job): {d['what']}"
-              + (f", {d['size_gb']:.3g} GB" if d["size_gb"] is not None else " (size: in the manifest once fetched)")
+              + (f", {d['size_gb']:.3g} GB" if d["size_gb"] is not None
+                 else " (size unknown offline: in the manifest once fetched)")
               for d in result.get("prefetch", [])]
     lines += [f"note: {n}" for n in result["notes"]]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ revision selectors become the pinned list of revisions, and deprecated keys thei
 from __future__ import annotations
 
 import copy
+import csv
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -85,6 +86,7 @@ class Study:
         study._add_stable_models()
         study._resolve_results()
         study._check_matches()
+        study._check_stated_changes()
         return study
 
     def _add_stable_models(self) -> None:
@@ -135,6 +137,25 @@ class Study:
                 if theirs not in ckpts[other]:
                     raise grid.ConfigError(f"models.{name}.compare.match.{mine}: {theirs!r} is not a checkpoint of "
                                            f"{other}; allowed: {ckpts[other]}")
+
+    def _check_stated_changes(self) -> None:
+        """analysis.stated_changes: a model of the study and a CSV with the columns the join reads
+        (a path relative to where Snakemake runs, else to the workflow)."""
+        for i, entry in enumerate(self.config["analysis"]["stated_changes"]):
+            key = f"analysis.stated_changes[{i}]"
+            if entry["model"] not in self.config["models"]:
+                raise grid.ConfigError(f"{key}.model: {entry['model']!r} is not a model of this study; allowed: "
+                                       f"{list(self.config['models'])}")
+            found = next((Path(root, entry["path"]).resolve() for root in (Path.cwd(), self.basedir)
+                          if Path(root, entry["path"]).is_file()), None)
+            if found is None:
+                raise grid.ConfigError(f"{key}.path: {entry['path']!r} does not exist (here or in {self.basedir})")
+            with open(found, newline="") as f:
+                header = next(csv.reader(f), [])
+            missing = [c for c in grid.STATED_COLUMNS if c not in header]
+            if missing:
+                raise grid.ConfigError(f"{key}.path: {entry['path']} has no column(s) {missing}; it needs {grid.STATED_COLUMNS}")
+            entry["path"] = str(found)
 
     @cached_property
     def published_beside(self) -> dict[str, str]:

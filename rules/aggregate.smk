@@ -56,6 +56,7 @@ rule analyses:
     input:
         metrics=METRICS,
         connectivity=connectivity_files(),
+        stated=[e["path"] for e in config["analysis"]["stated_changes"]],
     output:
         **{
             name: report(
@@ -85,6 +86,7 @@ rule analyses:
         pairs=STUDY.pairs,
         beside=STUDY.published_beside,
         tolerance=config["analysis"]["published_tolerance"],
+        stated_models=[e["model"] for e in config["analysis"]["stated_changes"]],
     script:
         "../scripts/analyses.py"
 

@@ -77,7 +77,32 @@ def test_published_numbers_stand_beside_ours_at_the_nearest_checkpoint(tmp_path)
     assert (r["ci_low"], r["ci_high"], r["n"]) == (0.5, 0.7, 2)
     assert len(published.beside(metrics, {"paper": "ours"}, tolerance=0.5, n_boot=50)) == 2
     page = "\n".join(findings.beside_published(joined))
-    assert "## Beside the published numbers" in page and "| `ours` step1020 | `paper` step1000 | task_a_ft lr=1e-05" in page
+    assert "## Beside the published numbers" in page and "| `ours` step1020 | paper step1000 | task_a_ft lr=1e-05" in page
+
+
+def test_a_change_a_paper_states_stands_beside_ours_or_says_why_not():
+    """Springer et al.'s "3T is 3% worse than 2.3T" as data: our relative change between our
+    checkpoints nearest those tokens, per replicate, with its interval; no pair near enough: a note."""
+    from overtrain.analysis import published
+    from overtrain.analysis.tables import METRIC_COLUMNS
+
+    base = {c: None for c in METRIC_COLUMNS}
+    rows = pd.DataFrame([
+        {**base, "model": "olmo", "ckpt": ckpt, "tokens": tokens, "variant": "finetuned", "ft_task": "hh", "lr": 1e-5,
+         "seed": seed, "eval_task": "arc_easy", "split": "ood", "metric": "acc", "value": value}
+        for ckpt, tokens, values in (("s509k", 2134e9, (0.50, 0.40)), ("s720k", 3018e9, (0.49, 0.38)),
+                                     ("s117k", 494e9, (0.3, 0.3)))
+        for seed, value in zip((0, 1), values)], columns=METRIC_COLUMNS)
+    stated = pd.DataFrame({"source": ["paper §2", "paper §2"], "from_tokens": [2.3e12, 1.0e12],
+                           "to_tokens": [3.0e12, 3.0e12], "ft_task": ["hh", "hh"], "eval_task": ["arc_easy"] * 2,
+                           "metric": ["acc", "acc"], "change": [-2, -2]})
+    out = published.stated_changes(rows, "olmo", stated, tolerance=0.1, n_boot=50)
+    near, far = out.iloc[0], out.iloc[1]
+    assert near["ckpt"] == "s509k → s720k" and near["n"] == 2
+    assert near["ours"] == pytest.approx((-2.0 - 5.0) / 2)  # seed 0: 0.50 → 0.49 (−2%), seed 1: 0.40 → 0.38 (−5%)
+    assert (near["ci_low"], near["ci_high"]) == (pytest.approx(-5.0), pytest.approx(-2.0))
+    assert near["difference"] == pytest.approx(-3.5 + 2) and near["metric"] == "acc: relative change (%)"
+    assert pd.isna(far["ours"]) and "no two checkpoints of ours within the tolerance" in far["note"]
 
 
 def lm_eval_output(tmp_path, name: str, seed: int, revision: str):

@@ -22,6 +22,43 @@ def test_a_study_of_its_own_files_fetches_nothing_and_a_benchmark_study_lists_wh
         "alpaca_eval"]
 
 
+def test_the_plan_knows_each_download_s_size_before_fetching_and_asks_nothing_offline(monkeypatch):
+    """Sizes come from the Hub's file list (the files under the task's config: ARC-Easy of
+    allenai/ai2_arc, named by lm-eval's own YAML), NLTK's package index and the AlpacaEval file's
+    info; offline nothing is asked and every size is unknown. The Hub and the index are the
+    network's: stood in for here by their own return types."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.hf_api import DatasetInfo, RepoFile
+    from nltk import downloader
+
+    asked = []
+
+    def dataset_info(self, repo, files_metadata=False):
+        asked.append(repo)
+        files = [("ARC-Easy/test-00000-of-00001.parquet", 346_000), ("ARC-Easy/train-00000-of-00001.parquet", 330_000),
+                 ("ARC-Challenge/test-00000-of-00001.parquet", 203_000), ("README.md", 9_000)]
+        return DatasetInfo(id=repo, siblings=[{"rfilename": f, "size": n} for f, n in files])
+
+    def paths_info(self, repo, paths, repo_type=None):
+        return [RepoFile(path=paths[0], size=620_000, oid="x", blob_id="x")]
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", dataset_info)
+    monkeypatch.setattr(huggingface_hub.HfApi, "get_paths_info", paths_info)
+    monkeypatch.setattr(downloader.Downloader, "info", lambda self, name: SimpleNamespace(size=4_300_000))
+    want = prefetch.wanted(["arc_easy", "ifeval"], {}, {"enabled": True, "prompts": "alpaca_eval"})
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    sizes = prefetch.sizes(want)
+    assert sizes["task:arc_easy"] == 346_000 + 330_000  # ARC-Easy's files only
+    assert sizes["nltk:tokenizers/punkt_tab"] == 4_300_000 and sizes["alpaca_eval"] == 620_000
+    assert asked[0] == "allenai/ai2_arc" and "google/IFEval" in asked
+    asked.clear()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert set(prefetch.sizes(want).values()) == {None} and not asked
+
+
 def test_a_compute_job_is_offline_and_names_what_it_cannot_fetch(tmp_path):
     """In a fresh process that had already imported the Hub libraries (as a warm job has)."""
     from overtrain import offline

@@ -94,3 +94,12 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
         assert (joined["difference"] == joined["ours"] - joined["published"]).all()
         assert {"rte", "sciq"} <= set(joined[joined["variant"] == "base"]["eval_task"])  # cross-dataset, same names
         assert "## Beside the published numbers" in (root / "findings.md").read_text()
+    stated = cfg["analysis"].get("stated_changes")
+    if stated:  # a paper's stated changes: each one beside ours, or the reason it cannot be
+        joined = pd.read_csv(root / "tables" / "published.csv")
+        claims = pd.read_csv(REPO / "data" / "springer-2025" / "stated.csv")
+        rows = joined[joined["published_model"].isin(claims["source"])]
+        assert len(rows) == len(claims) and set(rows["eval_task"]) == set(claims["eval_task"])
+        # the miniature keeps the first and last revisions (494B, 3094B): none near 2.3T, so each row says so
+        assert rows["ours"].isna().all() and rows["note"].str.contains("within the tolerance").all()
+        assert "Springer et al. 2025, §2" in (root / "findings.md").read_text()

@@ -104,6 +104,16 @@ BAD = [
     ({"models": {"tiny": {"stable_checkpoints": True}}}, "models.tiny.stable_checkpoints: the stable run's checkpoints need branching: true"),
     ({"models": {"tiny": {"compare": {"with": "big", "factor": "sam"}}}}, "models.tiny.compare.with: 'big' is not another model of the study; models: []"),
     ({"models": {"tiny": {"compare": {"with": "tiny", "factor": "ema"}}}}, "models.tiny.compare.factor: 'ema' is not allowed; allowed: ['sam', 'annealing']"),
+    ({"analysis": {"stated_changes": [{"model": "big", "path": "data/springer-2025/stated.csv"}]}},
+     "analysis.stated_changes[0].model: 'big' is not a model of this study; allowed: ['tiny']"),
+    ({"analysis": {"stated_changes": [{"model": "tiny", "path": "stated.csv"}]}},
+     "analysis.stated_changes[0].path: 'stated.csv' does not exist"),
+    ({"analysis": {"stated_changes": [{"model": "tiny", "path": "data/amuro-char/all_perf_table.csv"}]}},
+     "analysis.stated_changes[0].path: data/amuro-char/all_perf_table.csv has no column(s) ['source', 'from_tokens'"),
+    ({"models": {"paper": {"source": "results", "beside": "nobody", "tables": [{
+        "path": "data/amuro-char/all_perf_table.csv", "id_column": "model_id", "patterns": {"base": "x"},
+        "eval_task_column": "eval dataset", "value_column": "Performance"}]}}},
+     "models.paper.beside: 'nobody' is not a model of this study that runs; allowed: ['tiny']"),
 ]
 
 

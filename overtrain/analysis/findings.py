@@ -128,9 +128,11 @@ def beside_published(published: pd.DataFrame) -> list[str]:
     body = []
     for _, r in published.sort_values(["model", "variant", "ft_task", "eval_task", "metric", "tokens"],
                                       na_position="first").iterrows():
-        fine_tune = f"{r['ft_task']} lr={r['lr']:g}" if r["variant"] == "finetuned" else "base"
-        body.append([f"`{r['model']}` {r['ckpt']}", f"`{r['published_model']}` {r['published_ckpt']}", fine_tune,
-                     f"{r['eval_task']} ({r['metric']})", _ci(r["ours"], r["ci_low"], r["ci_high"], r["n"]),
-                     _num(r["published"]), _num(r["difference"])])
+        rate = "tuned lr" if pd.isna(r["lr"]) else f"lr={r['lr']:g}"
+        fine_tune = f"{r['ft_task']} {rate}" if r["variant"] == "finetuned" else "base"
+        ours = (f"– ({r['note']})" if pd.isna(r["ours"]) else _ci(r["ours"], r["ci_low"], r["ci_high"], int(r["n"])))
+        body.append([f"`{r['model']}` {r['ckpt'] if isinstance(r['ckpt'], str) else '–'}",
+                     f"{r['published_model']} {r['published_ckpt']}", fine_tune, f"{r['eval_task']} ({r['metric']})",
+                     ours, _num(r["published"]), "–" if pd.isna(r["difference"]) else _num(r["difference"])])
     return lines + _table(["ours", "published", "variant", "task (metric)", "ours [95% CI]", "published",
                            "ours − published"], body) + [""]

@@ -41,6 +41,57 @@ def wanted(tasks: list[str], task_data: dict, judge: dict) -> dict:
     return {"tasks": remote_tasks(tasks, task_data), "nltk": nltk, "alpaca_eval": alpaca}
 
 
+def _dataset_of(task: str) -> tuple[str | None, str | None]:
+    """A stock lm-eval task's Hub dataset and config, from its own YAML (lm-eval's loader,
+    includes resolved), without loading any data."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from overtrain.evaluation.tasks import _stock_task_files
+
+    path = _stock_task_files().get(task)
+    if path is None:
+        return None, None
+    cfg = load_yaml(path, resolve_func=False)
+    return cfg.get("dataset_path"), cfg.get("dataset_name")
+
+
+def sizes(want: dict) -> dict[str, int | None]:
+    """Bytes each download of `want` will take, asked before fetching (what `overtrain plan`
+    lists): a task's dataset from the Hub's file sizes (the files under its config, else the
+    whole dataset repo: an upper bound), an NLTK resource from NLTK's package index, AlpacaEval's
+    prompts from the Hub. None where nobody can say: offline (HF_HUB_OFFLINE asks nothing), or a
+    resource the index does not list."""
+    from huggingface_hub import HfApi, constants
+
+    keys = ([f"task:{t}" for t in want["tasks"]] + [f"nltk:{r}" for r in want["nltk"]]
+            + (["alpaca_eval"] if want["alpaca_eval"] else []))
+    out: dict[str, int | None] = dict.fromkeys(keys)
+    if constants.HF_HUB_OFFLINE:
+        return out
+    api = HfApi()
+    for task in want["tasks"]:
+        repo, name = _dataset_of(task)
+        try:
+            files = [(f.rfilename, f.size or 0) for f in api.dataset_info(repo, files_metadata=True).siblings]
+        except Exception:  # unreachable, unknown repo: the plan says the size is unknown
+            continue
+        under = [size for path, size in files if name and (path.startswith(f"{name}/") or f"/{name}/" in path)]
+        out[f"task:{task}"] = sum(under) if under else sum(size for _, size in files)
+    for resource in want["nltk"]:
+        try:
+            from nltk.downloader import Downloader
+
+            out[f"nltk:{resource}"] = int(Downloader().info(resource.split("/")[-1]).size)
+        except Exception:
+            continue
+    if want["alpaca_eval"]:
+        try:
+            out["alpaca_eval"] = int(api.get_paths_info(ALPACA_EVAL[0], [ALPACA_EVAL[1]], repo_type="dataset")[0].size)
+        except Exception:
+            pass
+    return out
+
+
 def needed(want: dict) -> bool:
     return bool(want["tasks"] or want["nltk"] or want["alpaca_eval"])
 
