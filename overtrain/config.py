@@ -27,10 +27,6 @@ def prompt_formats(task: str) -> list[str]:
     return [task]
 
 
-# the columns of a paper's stated changes (analysis.stated_changes; overtrain.analysis.published)
-STATED_COLUMNS = ["source", "from_tokens", "to_tokens", "ft_task", "eval_task", "metric", "change"]
-
-
 class ConfigError(ValueError):
     """A config value that is well-typed but unusable; the message names the key."""
 

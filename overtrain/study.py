@@ -56,6 +56,9 @@ def _rename(config: dict) -> None:
                 part[new] = part.pop(old)
 
 
+# the columns of a paper's stated changes (analysis.stated_changes; overtrain.analysis.published)
+STATED_COLUMNS = ["source", "from_tokens", "to_tokens", "ft_task", "eval_task", "metric", "change"]
+
 @dataclass(eq=False)  # hashed by identity: its per-task derivations are cached
 class Study:
     """The validated config and what the workflow derives from it."""
@@ -152,9 +155,9 @@ class Study:
                 raise grid.ConfigError(f"{key}.path: {entry['path']!r} does not exist (here or in {self.basedir})")
             with open(found, newline="") as f:
                 header = next(csv.reader(f), [])
-            missing = [c for c in grid.STATED_COLUMNS if c not in header]
+            missing = [c for c in STATED_COLUMNS if c not in header]
             if missing:
-                raise grid.ConfigError(f"{key}.path: {entry['path']} has no column(s) {missing}; it needs {grid.STATED_COLUMNS}")
+                raise grid.ConfigError(f"{key}.path: {entry['path']} has no column(s) {missing}; it needs {STATED_COLUMNS}")
             entry["path"] = str(found)
 
     @cached_property
