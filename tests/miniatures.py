@@ -149,13 +149,15 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
     cfg["experiment"] = cfg["experiment"] + "-mini"
     name = next(iter(cfg["models"]))
     model = cfg["models"][name]
-    # the first model family of the preset, and the published numbers that stand beside it
-    cfg["models"] = {name: model, **{n: m for n, m in cfg["models"].items() if m.get("beside") == name}}
-    first_last = [model["revisions"][0], model["revisions"][-1]]
-    fill_hub_cache(hf_home, model["repo"], first_last, data)
+    # the first model family of the preset, the published numbers that stand beside it and the
+    # models compared with it (their revisions of the same repo: other random weights)
+    pair = {n: m for n, m in cfg["models"].items() if (m.get("compare") or {}).get("with") == name}
+    cfg["models"] = {name: model, **{n: m for n, m in cfg["models"].items() if m.get("beside") == name}, **pair}
+    first_last = list(dict.fromkeys([model["revisions"][0], model["revisions"][-1]]))
+    fill_hub_cache(hf_home, model["repo"], first_last + [r for m in pair.values() for r in m["revisions"]], data)
     prefix = first_last[0].split("-step")[0] + "-" if first_last[0].startswith("stage") else ""
     # a selector where the preset's names allow one (resolved from the cache's refs, offline)
-    model["revisions"] = {"count": 2, "prefix": prefix} if prefix else first_last
+    model["revisions"] = {"count": 2, "prefix": prefix} if prefix and len(first_last) == 2 else first_last
     ft = cfg["finetune"]
     # one task (two where the preset has per-task learning rates: the other task's test set is
     # then an OOD set of each fine-tune)
@@ -166,9 +168,13 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
     ft.update(learning_rates=ft["learning_rates"][:ONE_RATE.get(preset, 2)], seeds=[0], steps=4, epochs=None,
               n_examples=24, n_val=8, n_test=8, batch_size=8, max_length=256, warmup_steps=1, save_every=0)
     ft["grad_accum"] = 2 if ft.get("grad_accum", 1) > 1 else 1
-    # no pretraining text offline (pretrain_loss off below): the perturbed model is scored on the tasks
-    cfg["perturb"] = {"gaussian": {"gammas": cfg["perturb"]["gaussian"]["gammas"][:1], "seeds": [0]},
-                      "quantize": {"bits": []}, "splits": ["val", "id", "ood"]}
+    # no pretraining text offline (pretrain_loss off below): the perturbed model is scored on the
+    # tasks — except where a pair is judged, on damage to held-out text: there real SciQ support
+    # paragraphs stand in for the pretraining text (the preset's own lm-eval task over a local
+    # copy), with two noise seeds for an interval
+    judged_pair = bool(pair) and cfg["evaluate"].get("pretrain_loss")
+    cfg["perturb"] = {"gaussian": {"gammas": cfg["perturb"]["gaussian"]["gammas"][:1], "seeds": [0, 1] if judged_pair else [0]},
+                      "quantize": {"bits": []}, "splits": ["pretrain"] if judged_pair else ["val", "id", "ood"]}
     ev = cfg["evaluate"]
     ev["ood"] = [t for t in ev["ood"] if t in TASK_DATA]
     ev["ood"] = [ev["ood"][(i + OOD_OFFSET.get(preset, 0)) % len(ev["ood"])] for i in range(min(3, len(ev["ood"])))]
@@ -177,7 +183,14 @@ def miniature(preset: str, data: Path, hf_home: Path, work: Path) -> dict:
     if "ifeval" in ev["id"]:
         ev["task_data"]["ifeval"] = {"path": str(ifeval_standin(data, work / "ifeval.jsonl")), "format": "json",
                                      "split": "train"}
-    ev.update(pretrain_loss=False, limit=6, batch_size=8, max_gen_toks=8)
+    ev.update(pretrain_loss=judged_pair, limit=6, batch_size=8, max_gen_toks=8)
+    if judged_pair:
+        import datasets
+
+        sciq = datasets.load_from_disk(str(real_data.dataset_dir(data, "sciq/none")))
+        text = [{"text": r["support"]} for r in sciq.select(range(40)) if len(r["support"]) > 80]
+        ev["task_data"][ev["pretrain_task"]] = {"path": _jsonl(work / "pretrain_text.jsonl", text), "format": "json",
+                                                "split": "test"}
     judge = ev.get("judge", {})
     if judge.get("enabled") and cfg["compute"].get("processes_per_job", 1) > 1:
         judge["enabled"] = False  # the instruct miniature runs the judge; this one runs FSDP2

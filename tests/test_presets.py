@@ -13,7 +13,8 @@ import real_data
 import yaml
 from conftest import REPO
 
-PRESETS = ["olmo1b-instruct.yaml", "amuro-char.yaml", "pythia.yaml", "olmo2-1b.yaml", "amber-7b.yaml"]
+PRESETS = ["olmo1b-instruct.yaml", "amuro-char.yaml", "pythia.yaml", "olmo2-1b.yaml", "amber-7b.yaml",
+           "olmo2-1b-annealing.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,11 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
     tuned = pd.read_csv(root / "tables" / "tuned.csv")
     best = pd.read_csv(root / "tables" / "best_lr.csv")
     tasks = cfg["finetune"]["tasks"]
-    assert set(best["ft_task"]) == set(tasks) and len(best) == 2 * len(tasks)  # per checkpoint and task
-    lrs = cfg["finetune"]["learning_rates"]
-    assert set(best["lr"]) <= set(lrs) | {r for v in cfg["finetune"]["learning_rates_by_task"].values() for r in v}
-    for task in tasks:  # at the tuned rate: the task's own test set (id) and every OOD task
+    selects = cfg["analysis"]["select"] is not None
+    assert (len(best) == 2 * len(tasks)) if selects else best.empty  # per checkpoint and task
+    for task in tasks if selects else []:  # at the tuned rate: the task's own test set (id) and every OOD task
+        assert set(best[best["ft_task"] == task]["lr"]) <= set(cfg["finetune"]["learning_rates"]) | {
+            r for v in cfg["finetune"]["learning_rates_by_task"].values() for r in v}
         t = tuned[tuned["ft_task"] == task]
         assert (t[(t["split"] == "id") & (t["eval_task"] == f"ft_{task}_test")]["metric"] == "loss").sum() == 2
         assert set(cfg["evaluate"]["ood"]) <= set(t[t["split"] == "ood"]["eval_task"])
@@ -56,7 +58,7 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
     ft = metrics[metrics["variant"] == "finetuned"]
     own_val = ft[ft["split"] == "val"]
     assert set(own_val["eval_task"]) == {f"ft_{t}_val" for t in tasks}
-    assert not (metrics["split"] == "pretrain").any()  # pretrain_loss off: figures still drawn
+    assert (metrics["split"] == "pretrain").any() == cfg["evaluate"]["pretrain_loss"]  # off: figures still drawn
     for fig in ("noise_pretrain_loss", "finetune_pretrain_loss", "tuned_learning_rate", "finetune_task_metric"):
         assert (root / "figures" / f"{fig}.png").stat().st_size > 1000
     if "ifeval" in cfg["evaluate"]["id"]:
@@ -82,7 +84,21 @@ def test_preset_miniature_end_to_end(preset, data, tmp_path):
         meta = pd.read_json(ckpt / "meta.json", typ="series")
         assert meta["repo"] == model["repo"] and len(meta["commit"]) == 40 and meta["tokens"] > 0
     name = next(iter(cfg["models"]))
-    assert set(metrics[metrics["model"] == name]["ckpt"]) == {p.name for p in (root / "checkpoints").glob("*/*")}
+    assert set(metrics[metrics["model"] == name]["ckpt"]) == {p.name for p in (root / "checkpoints" / name).glob("*")}
+    for other, m in cfg["models"].items():  # a pair judged at equal tokens (compare.match: the named revisions)
+        if (m.get("compare") or {}).get("with") == name:
+            pair = f"{other} vs {name}"
+            claims = pd.read_csv(root / "tables" / "hypotheses.csv")
+            judged = claims[claims["model"] == pair].set_index("condition")
+            gamma = cfg["perturb"]["gaussian"]["gammas"][0]
+            lr = cfg["finetune"]["learning_rates"][0]
+            # noise damage on held-out text, over the noise seeds; forgetting over the fine-tuning seeds
+            assert judged.loc[f"Gaussian noise γ={gamma:g}", "n_seeds"] == len(cfg["perturb"]["gaussian"]["seeds"])
+            assert judged.loc[f"forgetting, lr={lr:g}", "n_seeds"] == len(cfg["finetune"]["seeds"])
+            gaps = pd.read_csv(root / "tables" / "contrasts.csv")
+            assert set(gaps["model"]) == {pair} and set(gaps["condition"]) == set(judged.index)
+            ckpt = next(iter(m["compare"]["match"]))  # the treatment's tokens, as compare.match pairs them
+            assert set(gaps["tokens"]) == set(metrics[(metrics["model"] == other) & (metrics["ckpt"] == ckpt)]["tokens"])
     beside = [n for n, m in cfg["models"].items() if m.get("beside") == name]
     if beside:  # the paper's numbers beside the run: same condition, nearest published step
         joined = pd.read_csv(root / "tables" / "published.csv")
