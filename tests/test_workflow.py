@@ -140,6 +140,7 @@ def test_adding_a_learning_rate_schedules_only_new_jobs(micro_run):
         "finetune": 4,
         "evaluate_finetuned": 4,
         "aggregate": 1,
+        "training_curves": 1,  # the new runs' train logs join the curves
         "analyses": 1,
         "figures": 1,
         "findings": 1,
@@ -155,7 +156,7 @@ def test_adding_a_pretraining_seed_schedules_only_its_replicate(micro_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert parse_job_stats(r.stdout) == {
         "pretrain": 2, "finetune": 4, "evaluate_checkpoint": 2, "evaluate_finetuned": 2, "connectivity": 2,
-        "aggregate": 1, "analyses": 1, "figures": 1, "findings": 1, "all": 1,
+        "aggregate": 1, "training_curves": 1, "analyses": 1, "figures": 1, "findings": 1, "all": 1,
     }
     assert "checkpoints/tiny/tok8192-s2" in r.stdout
 
@@ -173,6 +174,7 @@ def test_adding_a_budget_schedules_only_its_chain(micro_run):
         "evaluate_finetuned": 2,
         "connectivity": 2,
         "aggregate": 1,
+        "training_curves": 1,  # the new runs' train logs join the curves
         "analyses": 1,
         "figures": 1,
         "findings": 1,
@@ -194,6 +196,7 @@ def test_lora_and_l2_grid_adds_only_their_runs(micro_run):
         "evaluate_finetuned": 12,
         "connectivity": 12,
         "aggregate": 1,
+        "training_curves": 1,  # the new runs' train logs join the curves
         "analyses": 1,
         "figures": 1,
         "findings": 1,
