@@ -128,6 +128,12 @@ def parse_perturbation(pert_id: str) -> dict:
     raise ValueError(f"unknown perturbation id {pert_id!r}; expected {expected}")
 
 
+def variant_id(kind: str, settings: dict) -> str:
+    """A kind's variant id for its settings ({gamma: 0.1, seed: 0} → 'gauss-g0.1-s0'): its pattern
+    with each named group filled in, the inverse of parse_perturbation."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: _fmt(settings[m[1]]), KINDS[kind].pattern)
+
+
 def apply(model, perturbation: dict) -> None:
     """Apply a parsed perturbation to `model` in place."""
     kind = KINDS.get(perturbation["kind"])

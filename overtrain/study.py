@@ -105,8 +105,6 @@ class Study:
     def _resolve_results(self) -> None:
         """Results models' files as absolute paths: relative to where Snakemake runs, else to the
         workflow (the tables shipped in data/); a missing one is an error naming its key."""
-        import glob
-
         for name, m in self.config["models"].items():
             if m["source"] != "results":
                 continue
@@ -118,12 +116,17 @@ class Study:
                                        f"runs; allowed: {ours}")
             for key, entries in (("tables", m["tables"]), ("lm_eval", m["lm_eval"])):
                 for i, entry in enumerate(entries):
-                    found = next((str(Path(root, entry["path"]).resolve()) for root in (Path.cwd(), self.basedir)
-                                  if glob.glob(str(Path(root, entry["path"])))), None)
-                    if found is None:
-                        raise grid.ConfigError(f"models.{name}.{key}[{i}].path: {entry['path']!r} matches no file "
-                                               f"(here or in {self.basedir})")
-                    entry["path"] = found
+                    entry["path"] = self._shipped(entry["path"], f"models.{name}.{key}[{i}].path")
+
+    def _shipped(self, path: str, key: str) -> str:
+        """A data file (or glob) of the config, as an absolute path: relative to where Snakemake
+        runs, else to the workflow (files shipped in data/); none is an error naming the key."""
+        import glob
+
+        for root in (Path.cwd(), self.basedir):
+            if glob.glob(str(Path(root, path))):
+                return str(Path(root, path).resolve())
+        raise grid.ConfigError(f"{key}: {path!r} matches no file (here or in {self.basedir})")
 
     def _check_matches(self) -> None:
         """compare.match names checkpoints of the two models (hub revisions once resolved)."""
@@ -149,16 +152,13 @@ class Study:
             if entry["model"] not in self.config["models"]:
                 raise grid.ConfigError(f"{key}.model: {entry['model']!r} is not a model of this study; allowed: "
                                        f"{list(self.config['models'])}")
-            found = next((Path(root, entry["path"]).resolve() for root in (Path.cwd(), self.basedir)
-                          if Path(root, entry["path"]).is_file()), None)
-            if found is None:
-                raise grid.ConfigError(f"{key}.path: {entry['path']!r} does not exist (here or in {self.basedir})")
+            found = self._shipped(entry["path"], f"{key}.path")
             with open(found, newline="") as f:
                 header = next(csv.reader(f), [])
             missing = [c for c in STATED_COLUMNS if c not in header]
             if missing:
                 raise grid.ConfigError(f"{key}.path: {entry['path']} has no column(s) {missing}; it needs {STATED_COLUMNS}")
-            entry["path"] = str(found)
+            entry["path"] = found
 
     @cached_property
     def published_beside(self) -> dict[str, str]:

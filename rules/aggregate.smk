@@ -28,7 +28,7 @@ rule aggregate:
 
 rule training_curves:
     input:
-        training_dirs(),
+        [d for d, _ in TRAINING_JOBS],
     output:
         report(
             TRAINING_CURVES,

@@ -277,64 +277,57 @@ def connectivity_inputs(wildcards):
     return [f"{d}/{wildcards.group}-s{s}" for s in seeds]
 
 
-def training_dirs():
-    """Every training job's output directory: their train logs are the study's training curves."""
+def training_jobs():
+    """Every training job of the study: (its output directory, its Snakemake benchmark, or None
+    for a checkpoint that is fetched, not trained). Their train logs are the training curves;
+    the directories name the tracked runs (overtrain.analysis.train_logs.path_labels).
+    """
     from overtrain.training import stable
 
     out = []
     for model, ckpt in STUDY.checkpoints:
         if STUDY.source_of(model) == "results":
             continue
-        out.append(f"{R}/checkpoints/{model}/{ckpt}")
+        trained = STUDY.source_of(model) == "pretrain"
+        out.append(
+            (
+                f"{R}/checkpoints/{model}/{ckpt}",
+                f"{BENCH}/pretrain/{model}/{ckpt}.tsv" if trained else None,
+            )
+        )
         out += [
-            f"{R}/finetuned/{model}/{ckpt}/{task}/{run}"
+            (
+                f"{R}/finetuned/{model}/{ckpt}/{task}/{run}",
+                f"{BENCH}/finetune/{model}/{ckpt}/{task}/{run}.tsv",
+            )
             for task, run in STUDY.grid_runs
         ]
     for model, m in config["models"].items():
         if m["source"] != "pretrain" or not m.get("branching"):
             continue
         for seed in m["seeds"]:
-            segments = stable.segments(
-                pretrain_spec(model, seed), m["budgets"], m["stable_checkpoints"]
-            )
-            out += [f"{R}/stable/{model}/s{seed}/{segment}" for segment in segments]
+            spec = pretrain_spec(model, seed)
+            out += [
+                (
+                    f"{R}/stable/{model}/s{seed}/{segment}",
+                    f"{BENCH}/pretrain_stable/{model}/s{seed}/{segment}.tsv",
+                )
+                for segment in stable.segments(
+                    spec, m["budgets"], m["stable_checkpoints"]
+                )
+            ]
     return out
+
+
+TRAINING_JOBS = training_jobs()
 
 
 METRICS = f"{R}/tables/metrics.csv"
 TRAINING_CURVES = f"{R}/tables/training_curves.csv"
 
 
-def tracking_benchmarks():
-    """Each training job's Snakemake benchmark (its wall time gives the run's throughput) and the
-    tracked run it belongs to (overtrain.analysis.trackers names runs like the jobs' outputs).
-    """
-    from overtrain.training import stable
-
-    out = {}
-    for model, ckpt in STUDY.checkpoints:
-        if STUDY.source_of(model) == "pretrain":
-            out[f"{BENCH}/pretrain/{model}/{ckpt}.tsv"] = f"{model}/{ckpt}"
-        if STUDY.source_of(model) == "results":
-            continue
-        for task, run in STUDY.grid_runs:
-            out[f"{BENCH}/finetune/{model}/{ckpt}/{task}/{run}.tsv"] = (
-                f"{model}/{ckpt}/{task}/{run}"
-            )
-    for model, m in config["models"].items():
-        if m["source"] == "pretrain" and m.get("branching"):
-            for seed in m["seeds"]:
-                spec = pretrain_spec(model, seed)
-                for segment in stable.segments(
-                    spec, m["budgets"], m["stable_checkpoints"]
-                ):
-                    out[f"{BENCH}/pretrain_stable/{model}/s{seed}/{segment}.tsv"] = (
-                        f"{model}/stable-s{seed}"
-                    )
-    return out
-
-
-TRACKING_BENCHMARKS = tracking_benchmarks() if TRACKING else {}
+# the trained jobs' benchmarks, for the tracked runs' throughput (rule tracking)
+TRACKED = [(d, bench) for d, bench in TRAINING_JOBS if bench] if TRACKING else []
 # what the figures and analyses rules write: read from the code that makes them
 FIGURE_NAMES = catalog.figure_names()
 FIGURES = [

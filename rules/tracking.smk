@@ -2,7 +2,7 @@ rule tracking:
     input:
         curves=TRAINING_CURVES,
         metrics=METRICS,
-        benchmarks=list(TRACKING_BENCHMARKS),
+        benchmarks=[bench for _, bench in TRACKED],
     output:
         **{tracker: directory(f"{R}/tracking/{tracker}") for tracker in TRACKING},
     log:
@@ -18,7 +18,7 @@ rule tracking:
         runtime=30,
     params:
         code=code_version("../scripts/tracking.py"),
-        runs=list(TRACKING_BENCHMARKS.values()),
+        dirs=[d for d, _ in TRACKED],
         project=config["tracking"]["wandb_project"] or config["experiment"],
         experiment=config["experiment"],
         study=config,

@@ -10,7 +10,8 @@ from overtrain.analysis import trackers  # noqa: E402
 from overtrain.atomic import atomic_directory  # noqa: E402
 
 p = snakemake.params
-seconds = trackers.job_seconds(list(zip(p.runs, snakemake.input.benchmarks)))
+root = Path(snakemake.input.curves).parent.parent  # results/<experiment>
+seconds = trackers.job_seconds(root, list(zip(p.dirs, snakemake.input.benchmarks)))
 runs = trackers.training_runs(pd.read_csv(snakemake.input.curves), seconds)
 runs += trackers.evaluation_runs(pd.read_csv(snakemake.input.metrics, low_memory=False))
 for tracker, out in snakemake.output.items():

@@ -110,3 +110,12 @@ def test_connectivity_only_seeds_are_fine_tuned_but_not_in_the_evaluated_grid():
     assert finetune_runs(cfg) == [("synth_ft", "full-lr0.001-s0"), ("synth_ft", "full-lr0.001-s1")]
     cfg["evaluate"]["judge"]["enabled"] = True
     assert judged_variants(cfg) == ["base", "ft-synth_ft-full-lr0.001-s0"]
+
+
+def test_a_variant_id_is_made_from_its_settings_as_it_parses():
+    from overtrain.perturb import parse_perturbation, variant_id
+
+    for pert in ("gauss-g0.1-s0", "gauss-g0.05-s3", "rtn-int4"):
+        settings = parse_perturbation(pert)
+        assert variant_id(settings["kind"], settings) == pert
+    assert variant_id("gaussian", {"gamma": 0.2, "seed": 1.0}) == "gauss-g0.2-s1"  # metrics.csv's float seeds

@@ -107,7 +107,7 @@ BAD = [
     ({"analysis": {"stated_changes": [{"model": "big", "path": "data/springer-2025/stated.csv"}]}},
      "analysis.stated_changes[0].model: 'big' is not a model of this study; allowed: ['tiny']"),
     ({"analysis": {"stated_changes": [{"model": "tiny", "path": "stated.csv"}]}},
-     "analysis.stated_changes[0].path: 'stated.csv' does not exist"),
+     "analysis.stated_changes[0].path: 'stated.csv' matches no file"),
     ({"analysis": {"stated_changes": [{"model": "tiny", "path": "data/amuro-char/all_perf_table.csv"}]}},
      "analysis.stated_changes[0].path: data/amuro-char/all_perf_table.csv has no column(s) ['source', 'from_tokens'"),
     ({"models": {"paper": {"source": "results", "beside": "nobody", "tables": [{

@@ -79,6 +79,19 @@ def study():
     return runs
 
 
+def test_a_job_s_wall_time_is_credited_to_the_run_its_directory_names(tmp_path):
+    """Benchmarks pair with the jobs' output directories; a stable run's segments add up."""
+    root = tmp_path / "results" / "x"
+    jobs = []
+    for i, job in enumerate(["stable/tiny/s0/tok500", "stable/tiny/s0/tok1000", "checkpoints/tiny/tok500-s0",
+                             "finetuned/tiny/tok500-s0/synth_ft/full-lr0.001-s0"]):
+        bench = tmp_path / f"b{i}.tsv"
+        bench.write_text(f"s\th:m:s\tmax_rss\n{i + 1.5}\t0:00:01\t100\n")
+        jobs.append((root / job, bench))
+    assert trackers.job_seconds(root, jobs) == {"tiny/stable-s0": 1.5 + 2.5, "tiny/tok500-s0": 3.5,
+                                                "tiny/tok500-s0/synth_ft/full-lr0.001-s0": 4.5}
+
+
 def test_tensorboard_holds_every_run_scalar_and_step(study, tmp_path):
     trackers.write_tensorboard(study, tmp_path)
     decay = tensorboard_scalars(tmp_path / "tiny/tok500-s0")

@@ -28,6 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from overtrain import ids
+from overtrain.analysis.train_logs import path_labels
+from overtrain.perturb import KINDS, variant_id
 
 
 @dataclass
@@ -47,12 +49,18 @@ def _value(x) -> object:
     return x.item() if hasattr(x, "item") else x
 
 
-def _run_name(r: pd.Series) -> str:
-    if r["phase"] == "stable":
-        return f"{r['model']}/stable-s{int(r['pretrain_seed'])}"
-    if r["phase"] == "finetune":
-        return f"{r['model']}/{r['ckpt']}/{r['ft_task']}/{ids.run_id(r['lr'], int(r['seed']), r['ft_method'], r['l2'])}"
-    return f"{r['model']}/{r['ckpt']}"
+LABELS = ["model", "ckpt", "tokens", "pretrain_seed", "phase", "ft_task", "ft_method", "l2", "lr", "seed"]
+
+
+def run_name(labels: dict) -> str:
+    """A training job's run, named like its output directory (train_logs.path_labels): a stable
+    run's segments are one run."""
+    if labels.get("phase") == "stable":
+        return f"{labels['model']}/stable-s{int(labels['pretrain_seed'])}"
+    if labels.get("phase") == "finetune":
+        run = ids.run_id(labels["lr"], int(labels["seed"]), labels["ft_method"], labels["l2"])
+        return f"{labels['model']}/{labels['ckpt']}/{labels['ft_task']}/{run}"
+    return f"{labels['model']}/{labels['ckpt']}"
 
 
 def training_runs(curves: pd.DataFrame, seconds: dict[str, float] | None = None) -> list[Run]:
@@ -61,30 +69,30 @@ def training_runs(curves: pd.DataFrame, seconds: dict[str, float] | None = None)
     seconds = seconds or {}
     if curves.empty:
         return []
-    curves = curves.assign(run=[_run_name(r) for _, r in curves.iterrows()])
+    jobs = curves[LABELS].astype(object).where(curves[LABELS].notna(), None)
+    names = {key: run_name(dict(zip(LABELS, key))) for key in set(jobs.itertuples(index=False, name=None))}
+    curves = curves.assign(run=[names[key] for key in jobs.itertuples(index=False, name=None)])
     out = []
     for name, g in curves.groupby("run", sort=True):
         g = g.sort_values("step")
-        first = g.iloc[0]
-        labels = {k: _value(first[k]) for k in ("model", "ckpt", "tokens", "pretrain_seed", "phase", "ft_task",
-                                                "ft_method", "l2", "lr", "seed")}
-        if first["phase"] == "stable":
+        labels = {k: _value(v) for k, v in g.iloc[0][LABELS].items()}
+        pretraining = labels["phase"] != "finetune"
+        if labels["phase"] == "stable":
             labels["ckpt"] = None
-        run = Run(name, "finetune" if first["phase"] == "finetune" else "pretrain", labels)
-        for _, r in g.iterrows():
-            step = int(r["step"])
-            run.scalars += [("train/loss", step, float(r["loss"])), ("train/lr", step, float(r["step_lr"]))]
-            if r.get("grad_norm") == r.get("grad_norm") and r.get("grad_norm") is not None:
-                run.scalars.append(("train/grad_norm", step, float(r["grad_norm"])))
-            if first["phase"] != "finetune":
-                run.scalars.append(("train/tokens_seen", step, float(r["tokens_seen"])))
+        run = Run(name, "pretrain" if pretraining else "finetune", labels)
+        steps = g["step"].astype(int).tolist()
+        series = {"train/loss": g["loss"], "train/lr": g["step_lr"], "train/grad_norm": g["grad_norm"]}
+        if pretraining:
+            series["train/tokens_seen"] = g["tokens_seen"]
+        for tag, values in series.items():
+            run.scalars += [(tag, step, float(v)) for step, v in zip(steps, values) if pd.notna(v)]
         if seconds.get(name):
-            last = int(g["step"].iloc[-1])
-            if first["phase"] == "finetune":
-                run.scalars.append(("throughput/steps_per_s", last, len(g) / seconds[name]))
-            else:
+            last = steps[-1]
+            if pretraining:
                 per_step = float(g["tokens_seen"].iloc[-1]) / (last + 1)
                 run.scalars.append(("throughput/tokens_per_s", last, len(g) * per_step / seconds[name]))
+            else:
+                run.scalars.append(("throughput/steps_per_s", last, len(g) / seconds[name]))
         out.append(run)
     return out
 
@@ -93,9 +101,8 @@ def _variant(r: pd.Series) -> str:
     if r["variant"] == "finetuned":
         return ids.finetuned_variant(r["ft_task"], ids.run_id(r["lr"], int(r["seed"]), r["ft_method"], r["l2"]))
     if r["variant"] == "perturbed":
-        if r["perturbation"] == "gaussian":
-            return f"gauss-g{ids.fmt(r['gamma'])}-s{int(r['seed'])}"
-        return f"{r['perturbation']}-int{int(r['bits'])}"
+        kind = KINDS[r["perturbation"]]
+        return variant_id(kind.name, {k: r[k] for k in (kind.parameter, "seed") if pd.notna(r[k])})
     return str(r["variant"])
 
 
@@ -114,11 +121,12 @@ def evaluation_runs(metrics: pd.DataFrame) -> list[Run]:
     return out
 
 
-def job_seconds(benchmarks: list[tuple[str, str | Path]]) -> dict[str, float]:
-    """Run name → wall seconds from (run name, Snakemake benchmark file) pairs, one per job; a
-    stable run's segments add up."""
+def job_seconds(root: str | Path, benchmarks: list[tuple[str | Path, str | Path]]) -> dict[str, float]:
+    """Run name → wall seconds from (training job's output directory under `root`, its Snakemake
+    benchmark file) pairs; a stable run's segments add up."""
     out: dict[str, float] = {}
-    for name, path in benchmarks:
+    for job_dir, path in benchmarks:
+        name = run_name(path_labels(root, job_dir))
         out[name] = out.get(name, 0.0) + float(pd.read_csv(path, sep="\t")["s"].iloc[-1])
     return out
 

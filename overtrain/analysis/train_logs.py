@@ -31,32 +31,41 @@ def _log(path: Path, labels: dict) -> pd.DataFrame:
     return log
 
 
+def path_labels(root: str | Path, job_dir: str | Path) -> dict:
+    """What a training job's output directory under the results root says of it:
+    checkpoints/<model>/<ckpt> (a pretraining run, WSD decay branch or fetched checkpoint),
+    stable/<model>/s<seed>/<segment> (phase `stable`), finetuned/<model>/<ckpt>/<task>/<run>
+    (phase `finetune`, with the run's settings)."""
+    kind, model, *rest = Path(job_dir).relative_to(root).parts
+    if kind == "checkpoints":
+        return {"model": model, "ckpt": rest[0]}
+    if kind == "stable":
+        return {"model": model, "ckpt": rest[1], "phase": "stable", "pretrain_seed": int(rest[0].removeprefix("s"))}
+    if kind == "finetuned":
+        ckpt, task, run = rest
+        r = ids.parse_run_id(run)
+        return {"model": model, "ckpt": ckpt, "phase": "finetune", "ft_task": task, "ft_method": r["method"],
+                "l2": r["l2"], "lr": r["lr"], "seed": r["seed"]}
+    raise ValueError(f"{job_dir}: not a training job's directory (checkpoints/, stable/ or finetuned/ under {root})")
+
+
 def read(root: str | Path, dirs: list[str | Path]) -> pd.DataFrame:
-    """The curves of the training jobs whose output directories are `dirs`, under the study's
-    results root: checkpoints/<model>/<ckpt> (phase `pretrain`, or `decay` for a WSD branch),
-    stable/<model>/s<seed>/<segment> (`stable`), finetuned/<model>/<ckpt>/<task>/<run>
-    (`finetune`). A directory without a train log (a hub checkpoint) adds nothing."""
+    """The curves of the training jobs whose output directories are `dirs` (path_labels), a
+    checkpoint's phase `pretrain` or `decay` (a WSD branch) and tokens from its meta.json. A
+    directory without a train log (a hub checkpoint) adds nothing."""
     root = Path(root)
     frames = []
     for d in map(Path, dirs):
+        labels = path_labels(root, d)
         if not (d / "train_log.csv").is_file():
             continue
-        kind, model, *rest = d.relative_to(root).parts
-        if kind == "checkpoints":
+        if "phase" not in labels:
             meta = json.loads((d / "meta.json").read_text())
-            phase = "decay" if meta.get("branched_at_step") is not None else "pretrain"
-            frames.append(_log(d, {"model": model, "ckpt": rest[0], "phase": phase, **_checkpoint_labels(d)}))
-        elif kind == "stable":
-            frames.append(_log(d, {"model": model, "ckpt": rest[1], "phase": "stable",
-                                   "pretrain_seed": int(rest[0].removeprefix("s"))}))
-        elif kind == "finetuned":
-            ckpt, task, run = rest
-            r = ids.parse_run_id(run)
-            frames.append(_log(d, {"model": model, "ckpt": ckpt, "phase": "finetune", "ft_task": task,
-                                   "ft_method": r["method"], "l2": r["l2"], "lr": r["lr"], "seed": r["seed"],
-                                   **_checkpoint_labels(root / "checkpoints" / model / ckpt)}))
-        else:
-            raise ValueError(f"{d}: not a training job's directory (checkpoints/, stable/ or finetuned/ under {root})")
+            labels |= {"phase": "decay" if meta.get("branched_at_step") is not None else "pretrain",
+                       **_checkpoint_labels(d)}
+        elif labels["phase"] == "finetune":
+            labels |= _checkpoint_labels(root / "checkpoints" / labels["model"] / labels["ckpt"])
+        frames.append(_log(d, labels))
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     table = pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS)

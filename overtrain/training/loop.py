@@ -366,6 +366,11 @@ def sam_ascent(params: list, rho: float, backward: Callable[[], float], optimize
                 p.sub_(e)
 
 
+# a pretraining run's (or stable segment's) train_log.csv: each step's tokens seen, learning rate,
+# loss and gradient norm before clipping
+PRETRAIN_LOG_COLUMNS = ["step", "tokens", "lr", "loss", "grad_norm"]
+
+
 def log_csv(rows: list[dict], columns: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

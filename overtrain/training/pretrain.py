@@ -9,6 +9,7 @@ from pathlib import Path
 from overtrain.provenance import code_digest
 from overtrain.training.loop import (
     IGNORE,
+    PRETRAIN_LOG_COLUMNS,
     Precision,
     Resume,
     file_digest,
@@ -154,7 +155,7 @@ def pretrain(
         **Precision().describe(),
         "threads": spec.threads,
     }
-    log_text = log_csv(log, ["step", "tokens", "lr", "loss", "grad_norm"])
+    log_text = log_csv(log, PRETRAIN_LOG_COLUMNS)
     save_model(model, load_tokenizer(tokenizer_dir), out_dir, meta, {"train_log.csv": log_text})
     resume.clear()
     return meta

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from overtrain.provenance import code_digest
 from overtrain.training.loop import (
+    PRETRAIN_LOG_COLUMNS,
     Resume,
     fingerprint,
     learning_rate,
@@ -128,7 +129,7 @@ def train_segment(language_path: str | Path, out_dir: str | Path, spec, budgets:
                     "rng": torch.get_rng_state()}, tmp / "state.pt")
         for budget in wanted.values():
             (resume.directory / f"snapshot-tok{budget}.pt").replace(tmp / f"snapshot-tok{budget}.pt")
-        (tmp / "train_log.csv").write_text(log_csv(log, ["step", "tokens", "lr", "loss", "grad_norm"]))
+        (tmp / "train_log.csv").write_text(log_csv(log, PRETRAIN_LOG_COLUMNS))
         meta = {"segment": segment, "start_step": start, "end_step": end, "warmup_steps": warmup,
                 "snapshots": sorted(wanted.values()), "tokens_per_step": tokens_per_step}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
