@@ -19,6 +19,8 @@ P6  fine-tuning on instruction-like lengths (long-tailed): non-padding tokens/s 
     randomly ordered batches trimmed to their own longest example.
 P7  the default's verdicts at 1 and 2 threads per job (P1's run and one more).
 P8  the regime study (configs/overtraining.yaml): wall time and per-rule breakdown, as P1.
+P9  the regime study's fixed-learning-rate chain alone (its first three seeds, the two rates whose
+    fixed-rate T* it supports, no ℓ2): wall time, per-rule breakdown and the chain's verdicts.
 
 Peak memory per rule (Snakemake's max_rss) is reported for runs whose jobs start in fresh
 processes (P1's before run): a warm job runs in a fork of the job server, which Snakemake's
@@ -135,6 +137,45 @@ def p1_before(config: dict) -> dict:
         m["branching"] = False
     before.setdefault("compute", {})["warm_jobs"] = False
     return p1_default_study(before)
+
+
+# --------------------------------------------------------------------------------------------- P9
+# The links of the regime study's chain that need no learning-rate tuning
+CHAIN = ("progressive sensitivity to Gaussian noise", "interior T* of the pretraining loss under Gaussian noise",
+         "interior T* of the pretraining loss after fine-tuning at a fixed learning rate",
+         "larger learning rate → earlier T*", "forgetting grows with pretraining tokens")
+
+
+def fixed_lr_chain(regime: dict) -> dict:
+    """The regime study cut to its fixed-rate chain: the first three pretraining seeds (the fewest
+    the issue allows), its two lowest learning rates (the fixed-rate T* it supports; two, so that
+    "larger rate → earlier T*" is measured) and no ℓ2 pull. Everything else as the regime study."""
+    import copy
+
+    chain = copy.deepcopy(regime)
+    chain["experiment"] = f"{regime['experiment']}-fixed-lr"
+    for m in chain["models"].values():
+        m["seeds"] = m["seeds"][:3]
+    chain["finetune"]["learning_rates"] = sorted(regime["finetune"]["learning_rates"])[:2]
+    chain["finetune"]["l2"] = [0.0]
+    return chain
+
+
+def p9_fixed_lr_chain(regime: dict, keep: Path | None) -> dict:
+    """P1's measurement of the fixed-rate chain, with its claims from the run's hypotheses table."""
+    import pandas as pd
+
+    config = fixed_lr_chain(regime)
+    work = keep or Path(tempfile.mkdtemp(prefix="overtrain-p9-"))
+    res = p1_default_study(config, work)
+    claims = pd.read_csv(work / "results" / config["experiment"] / "tables" / "hypotheses.csv")
+    claims = claims[claims["hypothesis"].isin(CHAIN)]
+    res["claims"] = claims[["hypothesis", "condition", "effect", "ci_low", "ci_high", "n_seeds", "verdict"]].to_dict("records")
+    res["seeds"] = len(next(iter(config["models"].values()))["seeds"])
+    res["learning_rates"] = config["finetune"]["learning_rates"]
+    if keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
 
 
 # --------------------------------------------------------------------------------------------- P4
@@ -255,19 +296,33 @@ def markdown(res: dict, smoke: bool) -> str:
                   "| rule | jobs | total s | mean s |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
         lines.append("")
+    if "P9" in res:
+        p = res["P9"]
+        rates = ", ".join(f"{lr:g}" for lr in p["learning_rates"])
+        lines += ["## P9 — the regime study's fixed-learning-rate chain", "",
+                  f"configs/overtraining.yaml cut to its first {p['seeds']} pretraining seeds, "
+                  f"learning rates {rates} and no ℓ2 (benchmarks/run.py `fixed_lr_chain`), from scratch with "
+                  f"`--cores 2`: **{p['wall_s'] / 60:.1f} min** for {p['jobs']} jobs ({p['job_seconds']:.0f} job-seconds).",
+                  "", "| claim | condition | effect [95% CI] | n | verdict |", "|---|---|---|---|---|"]
+        lines += [f"| {c['hypothesis']} | {c['condition']} | {c['effect']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}] "
+                  f"| {c['n_seeds']} | **{c['verdict']}** |" for c in p["claims"]]
+        lines += ["", "| rule | jobs | total s | mean s |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small, quick versions (CI)")
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7,P8", help="comma-separated subset")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7,P8,P9", help="comma-separated subset")
     ap.add_argument("--merge", action="store_true", help="keep the other sections of the existing results.json")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"))
     ap.add_argument("--keep", help="run P1's default study in this directory and keep its results")
     ap.add_argument("--two-threads", help="P7: bring this run directory (2 threads per job) up to date instead")
     ap.add_argument("--no-before", action="store_true", help="skip P1's run without the speed levers")
     ap.add_argument("--keep-regime", help="run P8's regime study in this directory and keep its results")
+    ap.add_argument("--keep-chain", help="run P9's fixed-rate chain in this directory and keep its results")
     a = ap.parse_args()
     todo = a.only.split(",")
     res = {}
@@ -292,6 +347,11 @@ def main() -> None:
         regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
         res["P8"] = p1_default_study(
             {**MICRO, "experiment": "regime-smoke"} if a.smoke else regime, Path(a.keep_regime) if a.keep_regime else None)
+    if "P9" in todo:
+        regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
+        res["P9"] = p9_fixed_lr_chain(
+            {**MICRO, "experiment": "regime-smoke", "finetune": {**MICRO["finetune"], "learning_rates": [1e-3, 3e-3]}}
+            if a.smoke else regime, Path(a.keep_chain) if a.keep_chain else None)
     out = Path(a.out)
     if a.merge and out.with_suffix(".json").exists():  # update some sections of an earlier full run
         res = {**json.loads(out.with_suffix(".json").read_text()), **res}
