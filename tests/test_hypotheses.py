@@ -193,3 +193,30 @@ def test_a_pair_is_judged_on_the_paired_gap_signed_by_its_factor():
     alone = contrasts.claims(annealed[annealed["variant"] == "base"].assign(model="a").pipe(
         lambda a: pd.concat([a, a.assign(model="b")])), [{"factor": "sam", "treatment": "a", "control": "b"}])
     assert alone.iloc[0]["condition"].startswith("not measured") and alone.iloc[0]["verdict"] == "inconclusive"
+
+
+def test_the_headline_is_judged_per_fine_tuning_setting_never_pooled():
+    """A rate is tuned per setting (method, ℓ2): plain fine-tunes that degrade past T* beside
+    ℓ2-pulled ones that keep improving are two verdicts, not one averaged into "inconclusive"."""
+    from overtrain.analysis.tables import by_setting, inflection_table
+
+    plain = {s: [3.0, 2.0, 1.5, 1.4, 1.6, 1.8] for s in range(3)}  # degrades by 0.4 past T* = 8e5
+    pulled = {s: [3.2, 2.2, 1.7, 1.6, 1.4, 1.2] for s in range(3)}  # keeps improving
+    ft = {"variant": "finetuned", "ft_task": "t", "ft_method": "full", "lr": 1e-3, "seed": 0, "split": "id",
+          "eval_task": "t_test"}
+    df = pd.DataFrame(rows(BASE, variant="base") + rows(plain, **ft, l2=0.0) + rows(pulled, **ft, l2=30.0),
+                      columns=METRIC_COLUMNS).astype({"gamma": "float64", "lr": "float64", "l2": "float64"})
+    fts = df[df["variant"] == "finetuned"]
+    best = fts[["model", "ckpt", "tokens", "ft_task", "ft_method", "l2", "lr"]].drop_duplicates()
+    out = hypotheses.claims(df, best, n_boot=200)
+    headline = out[out["hypothesis"] == "the in-distribution metric at the tuned learning rate degrades past T*"]
+    by_condition = headline.set_index("condition")
+    assert set(by_condition.index) == {"t_test (loss)", "t_test (loss), λ=30"}
+    assert by_condition.loc["t_test (loss)", "verdict"] == "supported"
+    assert by_condition.loc["t_test (loss)", "effect"] == pytest.approx(0.4)
+    assert by_condition.loc["t_test (loss), λ=30", "verdict"] == "not supported"
+    tuned = inflection_table(df, best, n_boot=50).set_index("condition")
+    assert tuned.loc["tuned lr (id)", "t_star"] == 8e5 and tuned.loc["tuned lr l2=30 (id)", "t_star"] == 3.2e6
+    # rows without a method or ℓ2 (hub fine-tunes) are plain full fine-tuning, not dropped
+    keys = [k for k, _ in by_setting(fts.assign(ft_method=None, l2=np.nan), "eval_task")]
+    assert keys == [("full", 0.0, "t_test")]

@@ -28,7 +28,7 @@ from overtrain.analysis.statistics import (
     slope,
     u_depth,
 )
-from overtrain.analysis.tables import increase_over_base, main_id_rows
+from overtrain.analysis.tables import by_setting, increase_over_base, main_id_rows
 from overtrain.analysis.verdict import MIN_EFFECT
 from overtrain.config import prompt_formats
 from overtrain.perturb import KINDS, Kind
@@ -109,10 +109,9 @@ def tuned_metric_degrades(e: Evidence) -> list[dict]:
     if ident.empty:
         return [not_measured(h, SPRINGER + " §2", "no learning-rate selection or no in-distribution task")]
     out = []
-    for (task, metric), g in ident.groupby(["eval_task", "metric"]):
+    for (mth, l2, task, metric), g in by_setting(ident, "eval_task", "metric"):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
-        mth = g["ft_method"].fillna("full").iloc[0]
-        out.append(e.judged(h, source, f"{method_prefix(mth)}{task} ({metric})",
+        out.append(e.judged(h, source, f"{method_prefix(mth)}{task} ({metric})" + (f", λ={l2:g}" if l2 else ""),
                             "largest budget − the earlier T* the other replicates choose (cross-fitted; worse direction; nats or accuracy)", [g], end_worse))
     return out
 
@@ -218,8 +217,9 @@ def finetuning_raises_prompt_sensitivity(e: Evidence) -> list[dict]:
     tuned, base = _prompt_spread(e)
     if tuned.empty or base.empty:
         return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
-    return [e.judged(h, AMURO, f"{task}, tuned lr", "mean over budgets of accuracy spread: fine-tuned − base",
-                     [g, base[base["eval_task"] == task]], mean_gap) for task, g in tuned.groupby("eval_task")]
+    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + (f", λ={l2:g}" if l2 else ""),
+                     "mean over budgets of accuracy spread: fine-tuned − base", [g, base[base["eval_task"] == task]],
+                     mean_gap) for (mth, l2, task), g in by_setting(tuned, "eval_task")]
 
 
 def pretraining_lowers_prompt_sensitivity(e: Evidence) -> list[dict]:
@@ -227,8 +227,9 @@ def pretraining_lowers_prompt_sensitivity(e: Evidence) -> list[dict]:
     tuned, base = _prompt_spread(e)
     if tuned.empty or base.empty:
         return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
-    return [e.judged(h, AMURO, f"{task}, tuned lr", "−slope of the fine-tuned accuracy spread per doubling", [g],
-                     lambda x, y: -slope(x, y)) for task, g in tuned.groupby("eval_task")]
+    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + (f", λ={l2:g}" if l2 else ""),
+                     "−slope of the fine-tuned accuracy spread per doubling", [g], lambda x, y: -slope(x, y))
+            for (mth, l2, task), g in by_setting(tuned, "eval_task")]
 
 
 def later_checkpoints_more_connected(e: Evidence) -> list[dict]:

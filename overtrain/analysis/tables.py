@@ -238,6 +238,14 @@ def best_learning_rates(df: pd.DataFrame, select: dict) -> pd.DataFrame:
     return best.rename(columns={"mean": "val_score", "count": "n_seeds"}).reset_index(drop=True)
 
 
+def by_setting(rows: pd.DataFrame, *keys: str):
+    """Fine-tune rows grouped by their setting — method and ℓ2 pull (missing: full, λ = 0) — then
+    by `keys`. A rate is tuned per setting (RUN_KEYS), so settings are never pooled: averaging
+    plain fine-tunes with ℓ2-pulled ones would judge neither."""
+    rows = rows.assign(ft_method=rows["ft_method"].fillna("full"), l2=rows["l2"].fillna(0.0))
+    return rows.groupby(["ft_method", "l2", *keys])
+
+
 def tuned_metrics(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     """Every reported metric of the fine-tunes at the chosen learning rate (the paper's tuned-LR
     view); the val split chose the rate and is never reported."""
@@ -327,9 +335,10 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
     if best is not None and not best.empty:
         tuned = tuned_metrics(df, best)
         ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]
-        for (model, task, split, metric), g in ident.groupby(["model", "eval_task", "split", "metric"]):
-            rows.append({"model": model, "condition": f"tuned lr ({split})", "eval_task": task, "metric": metric,
-                         **inflection(g, metric == "acc", n_boot)})
+        for (method, l2, model, task, split, metric), g in by_setting(ident, "model", "eval_task", "split", "metric"):
+            label = "tuned lr" + ("" if method == "full" else f" {method}") + (f" l2={l2:g}" if l2 else "")
+            rows.append({"model": model, "condition": f"{label} ({split})", "eval_task": task, "metric": metric,
+                         "ft_method": method, "l2": l2, **inflection(g, metric == "acc", n_boot)})
     columns = ["model", "condition", "eval_task", "metric", "ft_method", "lr", "l2", "t_star", "ci_low", "ci_high",
                "interior", "n_seeds", "parameters"]
     parameters = df.groupby("model")["parameters"].max() if "parameters" in df else pd.Series(dtype="float64")
