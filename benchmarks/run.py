@@ -148,7 +148,7 @@ CHAIN = ("progressive sensitivity to Gaussian noise", "interior T* of the pretra
 
 def fixed_lr_chain(regime: dict) -> dict:
     """The regime study cut to its fixed-rate chain: the first three pretraining seeds (the fewest
-    the issue allows), its two lowest learning rates (the fixed-rate T* it supports; two, so that
+    a verdict here is read from), its two lowest learning rates (the fixed-rate T* it supports; two, so that
     "larger rate → earlier T*" is measured) and no ℓ2 pull. Everything else as the regime study."""
     import copy
 

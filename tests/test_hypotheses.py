@@ -61,11 +61,12 @@ def test_an_interior_minimum_is_an_interior_t_star():
 
 
 def test_a_claim_row_says_what_was_not_measured_and_names_the_method():
-    from overtrain.analysis.evidence import COLUMNS, method_prefix, not_measured
+    from overtrain.analysis.evidence import COLUMNS, l2_suffix, method_prefix, not_measured
 
     row = not_measured("h", "s", "off")
     assert set(row) == set(COLUMNS) and row["condition"] == "not measured: off" and row["verdict"] == "inconclusive"
     assert method_prefix("full") == "" and method_prefix("lora") == "lora, "
+    assert l2_suffix(0.0) == "" and l2_suffix(30.0) == ", λ=30"
 
 
 def test_what_a_study_did_not_measure_is_said():

@@ -80,3 +80,8 @@ def not_measured(hypothesis: str, source: str, why: str) -> dict:
 def method_prefix(method: str) -> str:
     """How a condition names the fine-tuning method: nothing for full fine-tuning."""
     return "" if method == "full" else f"{method}, "
+
+
+def l2_suffix(l2: float) -> str:
+    """How a condition names the ℓ2 pull toward the pretrained weights: nothing at λ = 0."""
+    return f", λ={l2:g}" if l2 else ""

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from overtrain.analysis.evidence import AMURO, COLUMNS, SPRINGER, Evidence, method_prefix, not_measured
+from overtrain.analysis.evidence import AMURO, COLUMNS, SPRINGER, Evidence, l2_suffix, method_prefix, not_measured
 from overtrain.analysis.intervals import N_BOOT
 from overtrain.analysis.statistics import (
     earlier,
@@ -111,7 +111,7 @@ def tuned_metric_degrades(e: Evidence) -> list[dict]:
     out = []
     for (mth, l2, task, metric), g in by_setting(ident, "eval_task", "metric"):
         g = g.assign(value=-g["value"]) if metric == "acc" else g  # lower is better for the statistic
-        out.append(e.judged(h, source, f"{method_prefix(mth)}{task} ({metric})" + (f", λ={l2:g}" if l2 else ""),
+        out.append(e.judged(h, source, f"{method_prefix(mth)}{task} ({metric})" + l2_suffix(l2),
                             "largest budget − the earlier T* the other replicates choose (cross-fitted; worse direction; nats or accuracy)", [g], end_worse))
     return out
 
@@ -217,7 +217,7 @@ def finetuning_raises_prompt_sensitivity(e: Evidence) -> list[dict]:
     tuned, base = _prompt_spread(e)
     if tuned.empty or base.empty:
         return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
-    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + (f", λ={l2:g}" if l2 else ""),
+    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + l2_suffix(l2),
                      "mean over budgets of accuracy spread: fine-tuned − base", [g, base[base["eval_task"] == task]],
                      mean_gap) for (mth, l2, task), g in by_setting(tuned, "eval_task")]
 
@@ -227,7 +227,7 @@ def pretraining_lowers_prompt_sensitivity(e: Evidence) -> list[dict]:
     tuned, base = _prompt_spread(e)
     if tuned.empty or base.empty:
         return [not_measured(h, AMURO, "no prompt variants or no learning-rate selection")]
-    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + (f", λ={l2:g}" if l2 else ""),
+    return [e.judged(h, AMURO, f"{method_prefix(mth)}{task}, tuned lr" + l2_suffix(l2),
                      "−slope of the fine-tuned accuracy spread per doubling", [g], lambda x, y: -slope(x, y))
             for (mth, l2, task), g in by_setting(tuned, "eval_task")]
 
