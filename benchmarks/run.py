@@ -221,6 +221,12 @@ def p5_rerun_minimality() -> dict:
 
 
 # --------------------------------------------------------------------------------------------- report
+def rule_table(per_rule: dict) -> list[str]:
+    """A study's per-rule job time as markdown rows (P8, P9)."""
+    return ["| rule | jobs | total s | mean s |", "|---|---|---|---|",
+            *(f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in per_rule.items())]
+
+
 def markdown(res: dict, smoke: bool) -> str:
     lines = [
         "# overtrain benchmarks",
@@ -293,9 +299,7 @@ def markdown(res: dict, smoke: bool) -> str:
                   f"Wall time `snakemake --cores 2 --configfile configs/overtraining.yaml`, from scratch: "
                   f"**{p['wall_s'] / 60:.1f} min** for {p['jobs']} jobs ({p['job_seconds']:.0f} job-seconds, "
                   f"{p['model_tflop']:.3g} TFLOP). Its findings: docs/overtraining/findings.md.", "",
-                  "| rule | jobs | total s | mean s |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
-        lines.append("")
+                  *rule_table(p["per_rule"]), ""]
     if "P9" in res:
         p = res["P9"]
         rates = ", ".join(f"{lr:g}" for lr in p["learning_rates"])
@@ -306,9 +310,7 @@ def markdown(res: dict, smoke: bool) -> str:
                   "", "| claim | condition | effect [95% CI] | n | verdict |", "|---|---|---|---|---|"]
         lines += [f"| {c['hypothesis']} | {c['condition']} | {c['effect']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}] "
                   f"| {c['n_seeds']} | **{c['verdict']}** |" for c in p["claims"]]
-        lines += ["", "| rule | jobs | total s | mean s |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['jobs']} | {v['total_s']:.1f} | {v['mean_s']:.2f} |" for k, v in p["per_rule"].items()]
-        lines.append("")
+        lines += ["", *rule_table(p["per_rule"]), ""]
     return "\n".join(lines)
 
 
@@ -343,12 +345,11 @@ def main() -> None:
     if "P7" in todo:
         res["P7"] = verdicts.thread_robustness(snakemake, {1: Path(a.keep) if a.keep else None,
                                           2: Path(a.two_threads) if a.two_threads else None})
+    regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
     if "P8" in todo:
-        regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
         res["P8"] = p1_default_study(
             {**MICRO, "experiment": "regime-smoke"} if a.smoke else regime, Path(a.keep_regime) if a.keep_regime else None)
     if "P9" in todo:
-        regime = yaml.safe_load((REPO / "configs" / "overtraining.yaml").read_text())
         res["P9"] = p9_fixed_lr_chain(
             {**MICRO, "experiment": "regime-smoke", "finetune": {**MICRO["finetune"], "learning_rates": [1e-3, 3e-3]}}
             if a.smoke else regime, Path(a.keep_chain) if a.keep_chain else None)

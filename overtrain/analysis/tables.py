@@ -307,6 +307,11 @@ def main_id_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return ident[~ident["eval_task"].isin(other_formats)]
 
 
+def _l2_label(l2: float) -> str:
+    """How an inflection condition names the ℓ2 pull: nothing at λ = 0."""
+    return f" l2={l2:g}" if l2 else ""
+
+
 def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = N_BOOT) -> pd.DataFrame:
     """T* of the held-out pretraining loss after each perturbation and each learning rate, of the
     in-distribution metrics at each learning rate, and of every metric at the tuned learning
@@ -324,7 +329,7 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
         parts = [("", ft[(ft["split"] == "pretrain") & (ft["metric"] == "loss")]), (" (id)", main_id_rows(ft))]
         for suffix, part in parts:
             for (method, l2, lr, task, metric), g in part.groupby(["ft_method", "l2", "lr", "eval_task", "metric"]):
-                label = f"fine-tune {method} lr={lr:g}" + (f" l2={l2:g}" if l2 else "") + suffix
+                label = f"fine-tune {method} lr={lr:g}{_l2_label(l2)}{suffix}"
                 # a diverged fine-tune has no evaluation: it counts as infinitely bad, never as T*
                 gone = diverged[(diverged["ft_method"] == method) & (diverged["l2"] == l2) & (diverged["lr"] == lr)]
                 cols = ["tokens", "pretrain_seed", "seed"]
@@ -336,7 +341,7 @@ def inflection_table(df: pd.DataFrame, best: pd.DataFrame | None, n_boot: int = 
         tuned = tuned_metrics(df, best)
         ident = tuned[tuned["split"].isin(["id", "pretrain", "ood"]) & tuned["metric"].isin(["acc", "loss"])]
         for (method, l2, model, task, split, metric), g in by_setting(ident, "model", "eval_task", "split", "metric"):
-            label = "tuned lr" + ("" if method == "full" else f" {method}") + (f" l2={l2:g}" if l2 else "")
+            label = "tuned lr" + ("" if method == "full" else f" {method}") + _l2_label(l2)
             rows.append({"model": model, "condition": f"{label} ({split})", "eval_task": task, "metric": metric,
                          "ft_method": method, "l2": l2, **inflection(g, metric == "acc", n_boot)})
     columns = ["model", "condition", "eval_task", "metric", "ft_method", "lr", "l2", "t_star", "ci_low", "ci_high",
